@@ -1,0 +1,182 @@
+//! [`Context::after_func`]: run a function once a context is done (Go's `context.AfterFunc`).
+//!
+//! Invariants:
+//! - A callback's function is taken out of its `Mutex` exactly once: by `run` (status `Ran`), by
+//!   `stop` (`Stopped`) or by `release` (`Released`, the context can never be done). Whoever takes
+//!   it decides; that is why "`stop()` returned true" and "f ran" exclude each other.
+//! - Lock order: a node's lock may be held while a callback's lock is taken (to record where the
+//!   callback is registered); a callback's lock is never held while taking a node's lock.
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+
+use crate::Context;
+use crate::sync::{Mutex, lock};
+use crate::tree::{Dependent, LIVE, Node};
+
+/// The registration made by [`Context::after_func`]; [`stop`](AfterFunc::stop) unregisters it.
+///
+/// Dropping an `AfterFunc` neither stops nor detaches the function: calling `stop` is optional,
+/// as in Go.
+pub struct AfterFunc {
+    callback: Arc<Callback>,
+}
+
+pub(crate) struct Callback {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    f: Option<Box<dyn FnOnce() + Send>>,
+    status: Status,
+    /// The node whose dependents hold this callback, and its key there.
+    home: Option<(Weak<Node>, usize)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Status {
+    Pending,
+    Ran,
+    Stopped,
+    Released,
+}
+
+impl Context {
+    /// Arranges for `f` to run once, after this context is done; if it already is, `f` runs at
+    /// once on the calling thread, before `after_func` returns.
+    ///
+    /// **Which thread:** `f` runs on the thread that finishes the context: the one calling
+    /// [`CancelHandle::cancel`](crate::CancelHandle::cancel) (after every descendant is marked
+    /// done), or the ctx timer thread when a deadline expires. Keep `f` short, or hand the work to
+    /// another thread or task: a slow `f` delays the canceller and, for deadlines, other timers.
+    ///
+    /// No lock is held while `f` runs: it may cancel other contexts, derive children or register
+    /// more callbacks. A panicking `f` does not stop other callbacks from running nor leave a
+    /// context half-cancelled; the panic is resumed in the canceller once all callbacks ran (the
+    /// timer thread reports it through the panic hook and carries on).
+    ///
+    /// If this context can never be done (a root, a [`without_cancel`](Context::without_cancel)
+    /// context or values over one), `f` is dropped at once without running. If every clone of
+    /// this context and its handle are dropped before it is done, `f` moves to the parent(s) that
+    /// could still have finished it (a dropped context's own deadline goes with it), and is
+    /// dropped when none could.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let (ctx, handle) = ctx::Context::background().with_cancel();
+    /// let closed = Arc::new(AtomicBool::new(false));
+    /// let flag = closed.clone();
+    /// let _registration = ctx.after_func(move || flag.store(true, Ordering::SeqCst));
+    /// handle.cancel();
+    /// assert!(closed.load(Ordering::SeqCst));
+    /// ```
+    pub fn after_func<F>(&self, f: F) -> AfterFunc
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let callback = Arc::new(Callback {
+            inner: Mutex::new(Inner { f: Some(Box::new(f)), status: Status::Pending, home: None }),
+        });
+        if !callback.attach(self) {
+            callback.release();
+        }
+        AfterFunc { callback }
+    }
+}
+
+impl AfterFunc {
+    /// Prevents the function from running. Returns `true` if this call prevented it (it had not
+    /// run and now never will); `false` if it has already run or started, or was already stopped.
+    /// Calling it twice returns `false` the second time. Safe to call from any thread, concurrently
+    /// with cancellation: exactly one of "stop returned true" and "f ran" happens.
+    ///
+    /// ```
+    /// let (ctx, handle) = ctx::Context::background().with_cancel();
+    /// let registration = ctx.after_func(|| unreachable!("stopped before the cancel"));
+    /// assert!(registration.stop());
+    /// assert!(!registration.stop());
+    /// handle.cancel();
+    /// ```
+    pub fn stop(&self) -> bool {
+        let (f, home) = {
+            let mut inner = lock(&self.callback.inner);
+            match inner.status {
+                Status::Pending | Status::Released => {
+                    inner.status = Status::Stopped;
+                    (inner.f.take(), inner.home.take())
+                }
+                Status::Ran | Status::Stopped => return false,
+            }
+        };
+        if let Some((node, key)) = home {
+            if let Some(node) = node.upgrade() {
+                drop(node.lock().dependents.remove(key));
+            }
+        }
+        drop(f);
+        true
+    }
+}
+
+impl fmt::Debug for AfterFunc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = lock(&self.callback.inner).status;
+        f.debug_struct("AfterFunc").field("status", &status).finish()
+    }
+}
+
+impl Callback {
+    /// Registers this callback on `ctx`, or runs it now if `ctx` is already done. Returns `false`
+    /// (doing nothing) if `ctx` can never be done.
+    pub(crate) fn attach(self: &Arc<Self>, ctx: &Context) -> bool {
+        let Some(node) = ctx.node() else { return false };
+        if !node.cancellable() && !node.is_done() {
+            return false;
+        }
+        if lock(&self.inner).status != Status::Pending {
+            return true;
+        }
+        {
+            let mut guard = node.lock();
+            if node.state_locked(&guard) == LIVE {
+                let key = guard.dependents.insert(Dependent::Callback(self.clone()));
+                lock(&self.inner).home = Some((Arc::downgrade(node), key));
+                return true;
+            }
+        }
+        crate::tree::run_callbacks(vec![self.clone()]);
+        true
+    }
+
+    /// Runs the function if nobody took it yet.
+    pub(crate) fn run(&self) {
+        let f = {
+            let mut inner = lock(&self.inner);
+            if inner.status != Status::Pending {
+                return;
+            }
+            inner.status = Status::Ran;
+            inner.home = None;
+            inner.f.take()
+        };
+        if let Some(f) = f {
+            f();
+        }
+    }
+
+    /// Drops the function: the context it waited on can no longer be done.
+    pub(crate) fn release(&self) {
+        let f = {
+            let mut inner = lock(&self.inner);
+            if inner.status != Status::Pending {
+                return;
+            }
+            inner.status = Status::Released;
+            inner.home = None;
+            inner.f.take()
+        };
+        drop(f);
+    }
+}

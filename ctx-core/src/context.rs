@@ -1,0 +1,261 @@
+//! The [`Context`] handle: roots, derivation with cancel/merge/without_cancel, the state queries,
+//! and Go's `Display` chain. Values, deadlines, waiting and callbacks add their methods to
+//! `Context` from their own modules.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{Cause, Error};
+use crate::handle::CancelHandle;
+use crate::tree::{Kind, Node};
+
+/// A cancellation signal, an optional deadline and request-scoped values, carried across API
+/// boundaries and threads: Go's `context.Context`, owned the Rust way.
+///
+/// Contexts form a tree. A root ([`background`](Context::background)) is never done; each
+/// derived context ([`with_cancel`](Context::with_cancel),
+/// [`with_timeout`](Context::with_timeout), [`with_value`](Context::with_value),
+/// [`merge`](Context::merge), ...) is done as soon as its parent is, or when its own handle or
+/// deadline says so. A context never affects its parent.
+///
+/// `Context` is `Clone + Send + Sync + 'static`; a clone costs one reference-count increment and
+/// every clone observes the same state. When every clone of a derived context and its
+/// [`CancelHandle`] are dropped, it leaves its parent: nothing leaks if nobody calls cancel.
+///
+/// ```
+/// use ctx::{Context, Error};
+///
+/// let (parent, cancel_parent) = Context::background().with_cancel();
+/// let (child, _cancel_child) = parent.with_cancel();
+/// assert!(!child.is_done());
+///
+/// cancel_parent.cancel();
+/// assert!(child.is_done());
+/// assert_eq!(child.err(), Some(Error::Canceled));
+/// assert_eq!(child.check(), Err(Error::Canceled));
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    repr: Repr,
+}
+
+#[derive(Clone)]
+enum Repr {
+    Background,
+    Todo,
+    Node(Arc<Node>),
+}
+
+impl Context {
+    /// The root of every context tree: never done, no deadline, no values. Allocates nothing.
+    ///
+    /// ```
+    /// let ctx = ctx::Context::background();
+    /// assert!(!ctx.is_done());
+    /// assert_eq!(ctx.to_string(), "context.Background");
+    /// ```
+    pub const fn background() -> Context {
+        Context { repr: Repr::Background }
+    }
+
+    /// Like [`background`](Context::background), for code that does not know yet which context
+    /// to use; it differs only in its `Display` (`context.TODO`), so it can be grepped for.
+    ///
+    /// ```
+    /// assert_eq!(ctx::Context::todo().to_string(), "context.TODO");
+    /// ```
+    pub const fn todo() -> Context {
+        Context { repr: Repr::Todo }
+    }
+
+    /// Derives a child that is done when this context is, or when the returned handle's
+    /// [`cancel`](CancelHandle::cancel) is called, whichever comes first.
+    ///
+    /// If this context is already done, the child is born done with the same error and cause.
+    /// Creating children of one parent from many threads at once is safe; costs one allocation.
+    ///
+    /// ```
+    /// let (ctx, handle) = ctx::Context::background().with_cancel();
+    /// handle.cancel();
+    /// assert!(ctx.is_done());
+    /// ```
+    pub fn with_cancel(&self) -> (Context, CancelHandle) {
+        self.derive_cancellable(Kind::Cancel)
+    }
+
+    /// Derives a context that keeps this one's values but is never done and has no deadline;
+    /// contexts derived from it are not linked to this one's cancellation (Go's `WithoutCancel`).
+    ///
+    /// Use it for work that must outlive a request, such as cleanup or an audit log.
+    ///
+    /// ```
+    /// let (request, cancel) = ctx::Context::background().with_value(7u32).with_cancel();
+    /// let cleanup = request.without_cancel();
+    /// cancel.cancel();
+    /// assert!(request.is_done());
+    /// assert!(!cleanup.is_done());
+    /// assert_eq!(cleanup.value::<u32>(), Some(&7));
+    /// ```
+    pub fn without_cancel(&self) -> Context {
+        Context::from_node(Node::derive(self, Kind::WithoutCancel))
+    }
+
+    /// Derives a context that is done as soon as **either** this context or `other` is done, or
+    /// its own handle cancels it. Its error and cause are those of the first to finish; its
+    /// deadline is the earlier of the two; values are looked up in `self` first, then `other`.
+    ///
+    /// Go has no such function (golang/go#36503); .NET calls it a linked token source.
+    ///
+    /// ```
+    /// let (server, _stop_server) = ctx::Context::background().with_cancel();
+    /// let (request, cancel_request) = ctx::Context::background().with_cancel();
+    /// let (both, _handle) = request.merge(&server);
+    /// cancel_request.cancel();
+    /// assert!(both.is_done());
+    /// ```
+    pub fn merge(&self, other: &Context) -> (Context, CancelHandle) {
+        let (ctx, handle) = self.derive_cancellable(Node::merge_layer(other));
+        if let Some(node) = ctx.node() {
+            if !node.is_done() {
+                node.link_other();
+            }
+        }
+        (ctx, handle)
+    }
+
+    /// Returns `true` once this context is done (cancelled or past its deadline).
+    ///
+    /// This is **one atomic load**: no lock, no allocation. Call it as often as you like, from
+    /// any thread. Once it returns `true` it always will.
+    ///
+    /// ```
+    /// let (ctx, handle) = ctx::Context::background().with_cancel();
+    /// assert!(!ctx.is_done());
+    /// handle.cancel();
+    /// assert!(ctx.is_done());
+    /// ```
+    #[inline]
+    pub fn is_done(&self) -> bool {
+        match &self.repr {
+            Repr::Node(node) => node.is_done(),
+            _ => false,
+        }
+    }
+
+    /// `None` while the context is live; then `Some(Error::Canceled)` or
+    /// `Some(Error::DeadlineExceeded)`, forever. If `err()` is `Some`, `is_done()` is `true` and
+    /// every waiter has been released or is being released.
+    ///
+    /// ```
+    /// assert_eq!(ctx::Context::background().err(), None);
+    /// ```
+    pub fn err(&self) -> Option<Error> {
+        self.node().and_then(|node| node.err())
+    }
+
+    /// `None` while the context is live; then why it finished: the cause passed to
+    /// [`cancel_with_cause`](CancelHandle::cancel_with_cause) or
+    /// [`with_deadline_cause`](Context::with_deadline_cause), else the [`Error`] itself. The
+    /// first cancellation wins: a later cancel, of this context or an ancestor, changes nothing.
+    ///
+    /// ```
+    /// let (ctx, handle) = ctx::Context::background().with_cancel();
+    /// handle.cancel_with_cause(std::io::Error::other("client went away"));
+    /// handle.cancel(); // too late: the first cause is kept
+    /// assert_eq!(ctx.cause().unwrap().to_string(), "client went away");
+    /// ```
+    pub fn cause(&self) -> Option<Cause> {
+        self.node().and_then(|node| node.cause())
+    }
+
+    /// `Err(err)` once the context is done, for use with `?`.
+    ///
+    /// ```
+    /// fn step(ctx: &ctx::Context) -> Result<(), ctx::Error> {
+    ///     ctx.check()?;
+    ///     Ok(())
+    /// }
+    /// assert!(step(&ctx::Context::background()).is_ok());
+    /// ```
+    pub fn check(&self) -> Result<(), Error> {
+        match self.err() {
+            None => Ok(()),
+            Some(err) => Err(err),
+        }
+    }
+
+    pub(crate) fn derive_cancellable(&self, kind: Kind) -> (Context, CancelHandle) {
+        let node = Node::derive(self, kind);
+        (Context::from_node(node.clone()), CancelHandle::new(node))
+    }
+
+    pub(crate) fn from_node(node: Arc<Node>) -> Context {
+        Context { repr: Repr::Node(node) }
+    }
+
+    pub(crate) fn node(&self) -> Option<&Arc<Node>> {
+        match &self.repr {
+            Repr::Node(node) => Some(node),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn into_node(self) -> Option<Arc<Node>> {
+        match self.repr {
+            Repr::Node(node) => Some(node),
+            _ => None,
+        }
+    }
+
+    /// The error of a context known to be done.
+    pub(crate) fn finished_err(&self) -> Error {
+        self.err().unwrap_or(Error::Canceled)
+    }
+}
+
+/// [`Context::background`].
+impl Default for Context {
+    fn default() -> Context {
+        Context::background()
+    }
+}
+
+/// Go's chain form, root first: `context.Background.WithCancel.WithValue(my_app::RequestId)`.
+///
+/// ```
+/// let (ctx, _h) = ctx::Context::background().with_value(5u8).with_cancel();
+/// assert_eq!(ctx.to_string(), "context.Background.WithValue(u8).WithCancel");
+/// ```
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut layers = Vec::new();
+        let mut root = self;
+        while let Some(node) = root.node() {
+            layers.push(node);
+            root = &node.parent;
+        }
+        f.write_str(match root.repr {
+            Repr::Todo => "context.TODO",
+            _ => "context.Background",
+        })?;
+        for node in layers.into_iter().rev() {
+            match &node.kind {
+                Kind::Cancel => f.write_str(".WithCancel")?,
+                Kind::Deadline(deadline) => deadline.fmt_layer(f)?,
+                Kind::Value(value) => write!(f, ".WithValue({})", value.type_name())?,
+                Kind::WithoutCancel => f.write_str(".WithoutCancel")?,
+                Kind::Merge(merge) => write!(f, ".Merge({})", merge.other)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("chain", &format_args!("{self}"))
+            .field("err", &self.err())
+            .finish()
+    }
+}

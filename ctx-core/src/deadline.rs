@@ -1,0 +1,181 @@
+//! Deadlines and timeouts: [`Context::with_deadline`], [`Context::with_timeout`], their `_cause`
+//! forms and [`Context::deadline`]. The timer that fires them lives in `timer.rs`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::Context;
+use crate::error::{Cause, Error};
+use crate::handle::CancelHandle;
+use crate::timer;
+use crate::tree::{Kind, Node};
+
+pub(crate) struct DeadlineLayer {
+    at: Instant,
+    cause: Option<Cause>,
+    key: timer::Key,
+}
+
+impl DeadlineLayer {
+    /// Removes this deadline's timer entry, if it still has one. Idempotent.
+    pub(crate) fn release(&self) {
+        timer::remove(self.key);
+    }
+
+    pub(crate) fn fmt_layer(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let remaining = self.at.saturating_duration_since(Instant::now());
+        write!(f, ".WithDeadline({:?} [{:?}])", self.at, remaining)
+    }
+
+    fn cause(&self) -> Cause {
+        self.cause.clone().unwrap_or(Cause::from(Error::DeadlineExceeded))
+    }
+}
+
+impl Node {
+    /// Called by the timer once the deadline has passed.
+    pub(crate) fn fire_deadline(&self) {
+        if let Kind::Deadline(deadline) = &self.kind {
+            self.cancel(Error::DeadlineExceeded, deadline.cause());
+        }
+    }
+}
+
+impl Context {
+    /// The earliest deadline on the path to the root (for a merged context, the earlier of its
+    /// parents'), or `None` if no deadline applies.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (ctx, _h) = ctx::Context::background().with_timeout(Duration::from_secs(60));
+    /// let (child, _h2) = ctx.with_timeout(Duration::from_secs(3600));
+    /// assert_eq!(child.deadline(), ctx.deadline(), "a later deadline keeps the parent's");
+    /// assert_eq!(ctx::Context::background().deadline(), None);
+    /// ```
+    pub fn deadline(&self) -> Option<Instant> {
+        let mut earliest: Option<Instant> = None;
+        let mut other_parents = Vec::new();
+        let mut current = Some(self);
+        while let Some(ctx) = current.take().or_else(|| other_parents.pop()) {
+            let Some(node) = ctx.node() else { continue };
+            match &node.kind {
+                // A deadline layer exists only when it is earlier than every ancestor's.
+                Kind::Deadline(deadline) => {
+                    earliest = Some(earliest.map_or(deadline.at, |e| e.min(deadline.at)));
+                }
+                Kind::WithoutCancel => {}
+                Kind::Merge(merge) => {
+                    other_parents.push(&merge.other);
+                    current = Some(&node.parent);
+                }
+                Kind::Cancel | Kind::Value(_) => current = Some(&node.parent),
+            }
+        }
+        earliest
+    }
+
+    /// Derives a child that is done with [`Error::DeadlineExceeded`] once `Instant::now()`
+    /// reaches `deadline` (never earlier), or when the returned handle cancels it (then
+    /// [`Error::Canceled`], and the timer entry is released at once), or when this context is
+    /// done, whichever comes first.
+    ///
+    /// If this context's deadline is already earlier, the child keeps it (Go returns a plain
+    /// cancel context then). A deadline that has passed gives a child that is born done.
+    ///
+    /// The deadline is fired by the ctx timer thread, started on first use and idle (no polling)
+    /// while no deadline is pending; no async runtime is needed. Deadlines follow the real
+    /// monotonic clock (`std::time::Instant`): a paused tokio clock (`tokio::time::pause`) does not
+    /// move them.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let (ctx, _handle) = ctx::Context::background().with_deadline(Instant::now());
+    /// assert_eq!(ctx.err(), Some(ctx::Error::DeadlineExceeded));
+    /// ```
+    pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelHandle) {
+        self.deadline_layer(deadline, None)
+    }
+
+    /// Like [`with_deadline`](Context::with_deadline), with `cause` as the
+    /// [`cause`](Context::cause) when the deadline expires (`err()` is still
+    /// `DeadlineExceeded`). A cancel through the handle keeps its own cause.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// let (ctx, _h) = ctx::Context::background()
+    ///     .with_deadline_cause(Instant::now(), std::io::Error::other("backend too slow"));
+    /// assert_eq!(ctx.err(), Some(ctx::Error::DeadlineExceeded));
+    /// assert_eq!(ctx.cause().unwrap().to_string(), "backend too slow");
+    /// ```
+    pub fn with_deadline_cause<E>(&self, deadline: Instant, cause: E) -> (Context, CancelHandle)
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.deadline_layer(deadline, Some(Cause::new(cause)))
+    }
+
+    /// [`with_deadline`](Context::with_deadline)`(Instant::now() + timeout)`. A zero timeout gives a
+    /// child that is born done; a timeout too large to represent as an `Instant` means no
+    /// deadline (a plain [`with_cancel`](Context::with_cancel)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (ctx, _handle) = ctx::Context::background().with_timeout(Duration::from_millis(10));
+    /// ctx.wait();
+    /// assert_eq!(ctx.err(), Some(ctx::Error::DeadlineExceeded));
+    /// ```
+    pub fn with_timeout(&self, timeout: Duration) -> (Context, CancelHandle) {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.deadline_layer(deadline, None),
+            None => self.with_cancel(),
+        }
+    }
+
+    /// Like [`with_timeout`](Context::with_timeout), with `cause` as the cause when it expires.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (ctx, _h) = ctx::Context::background()
+    ///     .with_timeout_cause(Duration::ZERO, std::io::Error::other("no time left"));
+    /// assert_eq!(ctx.cause().unwrap().to_string(), "no time left");
+    /// ```
+    pub fn with_timeout_cause<E>(&self, timeout: Duration, cause: E) -> (Context, CancelHandle)
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.deadline_layer(deadline, Some(Cause::new(cause))),
+            None => self.with_cancel(),
+        }
+    }
+
+    fn deadline_layer(&self, at: Instant, cause: Option<Cause>) -> (Context, CancelHandle) {
+        if self.deadline().is_some_and(|current| current <= at) {
+            return self.with_cancel();
+        }
+        let key = timer::key(at);
+        let (ctx, handle) =
+            self.derive_cancellable(Kind::Deadline(DeadlineLayer { at, cause, key }));
+        let node = ctx.node().expect("a derived context has a node");
+        if !node.is_done() {
+            if Instant::now() >= at {
+                node.fire_deadline();
+            } else {
+                timer::insert(key, Arc::downgrade(node));
+                // A cancel that raced the insert has already tried to release the entry.
+                if node.is_done() {
+                    timer::remove(key);
+                }
+            }
+        }
+        (ctx, handle)
+    }
+}
+
+/// How many deadlines are waiting in the timer, across the process. For leak checks in tests and
+/// diagnostics; not a stable API.
+#[doc(hidden)]
+pub fn pending_timers() -> usize {
+    timer::pending()
+}

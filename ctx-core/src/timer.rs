@@ -1,0 +1,118 @@
+//! The deadline timer: one lazily started thread that cancels contexts whose deadline has
+//! passed. It needs no async runtime, so deadlines work on plain threads, on tokio and on any
+//! other executor alike.
+//!
+//! Invariants:
+//! - `entries` maps `(deadline, id)` to the deadline context, held weakly: a pending timer never
+//!   keeps a context alive. Ids are unique, so a key names exactly one entry; insert and remove
+//!   are O(log n) in the number of pending deadlines.
+//! - A context removes its entry when it is cancelled, fires or is dropped (`DeadlineLayer::release`),
+//!   so cancelled or dropped contexts leave nothing behind.
+//! - The thread sleeps on the condition variable until the earliest deadline, or indefinitely
+//!   while no deadline is pending: it does no work and no polling when idle. An insert that
+//!   becomes the earliest entry notifies it.
+//! - It fires an entry only once `Instant::now() >= deadline`: deadlines never fire early.
+//! - It never holds the timer lock while cancelling (tree invariant 3): it takes the due entries
+//!   out, unlocks, then cancels them.
+
+use std::collections::BTreeMap;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Instant;
+
+use crate::tree::Node;
+
+/// Names one pending deadline.
+pub(crate) type Key = (Instant, u64);
+
+struct Timer {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    entries: BTreeMap<Key, Weak<Node>>,
+    started: bool,
+}
+
+static TIMER: OnceLock<Timer> = OnceLock::new();
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+fn timer() -> &'static Timer {
+    TIMER.get_or_init(|| Timer { state: Mutex::new(State::default()), wake: Condvar::new() })
+}
+
+fn lock(timer: &Timer) -> MutexGuard<'_, State> {
+    timer.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(crate) fn key(deadline: Instant) -> Key {
+    (deadline, NEXT_ID.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Schedules `node` to be finished with `DeadlineExceeded` at `key.0`.
+///
+/// # Panics
+/// If the operating system refuses to start the timer thread (the first time only).
+pub(crate) fn insert(key: Key, node: Weak<Node>) {
+    let timer = timer();
+    let mut state = lock(timer);
+    let earliest = state.entries.first_key_value().is_none_or(|(first, _)| key < *first);
+    state.entries.insert(key, node);
+    if !state.started {
+        std::thread::Builder::new()
+            .name("ctx-timer".into())
+            .spawn(move || run(timer))
+            .expect("ctx: cannot start the deadline timer thread");
+        state.started = true;
+    } else if earliest {
+        timer.wake.notify_one();
+    }
+}
+
+pub(crate) fn remove(key: Key) {
+    if let Some(timer) = TIMER.get() {
+        let removed = lock(timer).entries.remove(&key);
+        drop(removed);
+    }
+}
+
+/// How many deadlines are pending. For tests and diagnostics.
+pub(crate) fn pending() -> usize {
+    TIMER.get().map_or(0, |timer| lock(timer).entries.len())
+}
+
+fn run(timer: &'static Timer) {
+    let mut state = lock(timer);
+    loop {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while let Some(entry) = state.entries.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            due.push(entry.remove());
+        }
+        if !due.is_empty() {
+            drop(state);
+            for node in due {
+                if let Some(node) = node.upgrade() {
+                    // A panicking `after_func` callback must not stop the timer; the panic hook
+                    // has already reported it.
+                    let _ = panic::catch_unwind(AssertUnwindSafe(|| node.fire_deadline()));
+                }
+            }
+            state = lock(timer);
+            continue;
+        }
+        let next = state.entries.first_key_value().map(|(key, _)| key.0);
+        state = match next {
+            Some(at) => {
+                timer.wake.wait_timeout(state, at - now).unwrap_or_else(|p| p.into_inner()).0
+            }
+            None => timer.wake.wait(state).unwrap_or_else(|p| p.into_inner()),
+        };
+    }
+}

@@ -1,0 +1,77 @@
+//! Request-scoped values: [`Context::with_value`] and [`Context::value`], keyed by type.
+
+use std::any::{Any, type_name};
+
+use crate::Context;
+use crate::tree::{Kind, Node};
+
+pub(crate) struct ValueLayer {
+    value: Box<dyn Any + Send + Sync>,
+    type_name: &'static str,
+}
+
+impl ValueLayer {
+    pub(crate) fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+}
+
+impl Context {
+    /// Derives a context that carries `value`, found again with [`value::<T>()`](Context::value).
+    ///
+    /// Values are keyed by their type: define a newtype per key (`struct RequestId(u64)`) rather
+    /// than storing bare `u64`s or `String`s that other code might shadow. A value hides any
+    /// outer value of the same type. The new context is done whenever this one is.
+    ///
+    /// Use values for request-scoped data that crosses API boundaries (ids, auth, tracing), not
+    /// to pass optional parameters to functions.
+    ///
+    /// ```
+    /// #[derive(Debug, PartialEq)]
+    /// struct RequestId(u64);
+    ///
+    /// let ctx = ctx::Context::background().with_value(RequestId(42));
+    /// assert_eq!(ctx.value::<RequestId>(), Some(&RequestId(42)));
+    /// assert_eq!(ctx.value::<String>(), None);
+    /// ```
+    pub fn with_value<T>(&self, value: T) -> Context
+    where
+        T: Any + Send + Sync,
+    {
+        let layer = ValueLayer { value: Box::new(value), type_name: type_name::<T>() };
+        Context::from_node(Node::derive(self, Kind::Value(layer)))
+    }
+
+    /// The innermost value of type `T` on the path to the root, if any. For a
+    /// [merged](Context::merge) context, `self`'s chain is searched before the other parent's.
+    ///
+    /// The walk is a loop, not recursion: deep chains cannot overflow the stack.
+    ///
+    /// ```
+    /// let outer = ctx::Context::background().with_value("outer");
+    /// let inner = outer.with_value("inner");
+    /// assert_eq!(inner.value::<&str>(), Some(&"inner"));
+    /// assert_eq!(outer.value::<&str>(), Some(&"outer"));
+    /// ```
+    pub fn value<T>(&self) -> Option<&T>
+    where
+        T: Any + Send + Sync,
+    {
+        let mut other_parents = Vec::new();
+        let mut current = Some(self);
+        while let Some(ctx) = current.take().or_else(|| other_parents.pop()) {
+            let Some(node) = ctx.node() else { continue };
+            match &node.kind {
+                Kind::Value(layer) => {
+                    if let Some(value) = layer.value.downcast_ref::<T>() {
+                        return Some(value);
+                    }
+                }
+                Kind::Merge(merge) => other_parents.push(&merge.other),
+                _ => {}
+            }
+            current = Some(&node.parent);
+        }
+        None
+    }
+}

@@ -1,0 +1,211 @@
+//! Waiting for a context: the [`Done`] future, blocking [`Context::wait`], and
+//! [`Context::run`], which races a future against cancellation.
+//!
+//! A waiter registers as a dependent of the context's node under its lock, after checking the
+//! state under that same lock (tree invariant 2): either it sees the node done, or the cancel that
+//! finishes the node will find it and wake it. Each registration is woken at most once.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use crate::Context;
+use crate::error::Error;
+use crate::sync::{current, park};
+use crate::tree::{Dependent, LIVE, NOT_LINKED};
+
+/// A future that resolves once its context is done. Made by [`Context::done`].
+///
+/// It resolves at once if the context already is done, never if the context can never be done
+/// (a root or a [`without_cancel`](Context::without_cancel) context, like Go's nil channel),
+/// and otherwise is woken exactly once, by the cancel that finishes the context. It is
+/// cancel-safe: dropping it unregisters its waker. It works on any executor.
+///
+/// ```
+/// # futures_lite_block_on::run(async {
+/// let (ctx, handle) = ctx::Context::background().with_cancel();
+/// handle.cancel();
+/// ctx.done().await; // resolves at once
+/// # });
+/// # mod futures_lite_block_on {
+/// #     pub fn run<F: std::future::Future>(f: F) -> F::Output {
+/// #         let waker = std::task::Waker::noop();
+/// #         let mut cx = std::task::Context::from_waker(&waker);
+/// #         let mut f = std::pin::pin!(f);
+/// #         loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+/// #     }
+/// # }
+/// ```
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct Done {
+    ctx: Context,
+    key: usize,
+}
+
+impl Context {
+    /// A future that resolves once this context is done. See [`Done`].
+    ///
+    /// ```no_run
+    /// # async fn serve(ctx: ctx::Context) {
+    /// ctx.done().await;
+    /// println!("stopping: {}", ctx.err().unwrap());
+    /// # }
+    /// ```
+    pub fn done(&self) -> Done {
+        Done { ctx: self.clone(), key: NOT_LINKED }
+    }
+
+    /// Blocks the calling thread until this context is done. Blocks forever on a context that can
+    /// never be done. For threads; in async code await [`done`](Context::done) instead.
+    ///
+    /// ```
+    /// let (ctx, handle) = ctx::Context::background().with_cancel();
+    /// std::thread::spawn(move || handle.cancel());
+    /// ctx.wait();
+    /// assert!(ctx.is_done());
+    /// ```
+    pub fn wait(&self) {
+        self.wait_until(None);
+    }
+
+    /// Blocks the calling thread until this context is done or `timeout` has passed. Returns
+    /// `true` if the context is done when it returns, `false` if the time ran out first.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let ctx = ctx::Context::background();
+    /// assert!(!ctx.wait_timeout(Duration::from_millis(1)));
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_until(Instant::now().checked_add(timeout))
+    }
+
+    /// Runs `future` until it completes or this context is done, whichever comes first:
+    /// `Ok(output)`, or `Err(err())` after dropping the future. A context that is already done
+    /// does not poll the future at all. No runtime needed; allocates nothing.
+    ///
+    /// Cancel-safety is the future's: when cancellation wins, the future is dropped where it was
+    /// suspended, exactly as in a `select!` branch.
+    ///
+    /// ```no_run
+    /// # async fn demo(ctx: ctx::Context) -> Result<(), ctx::Error> {
+    /// let line = ctx.run(async { "a slow read".to_string() }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run<F>(&self, future: F) -> Result<F::Output, Error>
+    where
+        F: IntoFuture,
+    {
+        self.check()?;
+        let mut future = std::pin::pin!(future.into_future());
+        let mut done = self.done();
+        std::future::poll_fn(|cx| {
+            if self.is_done() {
+                return Poll::Ready(Err(self.finished_err()));
+            }
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(Ok(output));
+            }
+            match Pin::new(&mut done).poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(self.finished_err())),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        let node = match self.node() {
+            Some(node) if node.is_done() => return true,
+            Some(node) if node.cancellable() => node,
+            _ => {
+                sleep_until(deadline);
+                return false;
+            }
+        };
+        let key = {
+            let mut inner = node.lock();
+            if node.state_locked(&inner) != LIVE {
+                return true;
+            }
+            inner.dependents.insert(Dependent::Thread(current()))
+        };
+        loop {
+            if node.is_done() {
+                return true;
+            }
+            match deadline {
+                None => park(),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    crate::sync::park_timeout(deadline - now);
+                }
+            }
+        }
+        let mut inner = node.lock();
+        if node.state_locked(&inner) != LIVE {
+            return true;
+        }
+        drop(inner.dependents.remove(key));
+        false
+    }
+}
+
+/// Sleeps until `deadline`, or forever: the context being waited on can never be done.
+fn sleep_until(deadline: Option<Instant>) {
+    loop {
+        match deadline {
+            None => park(),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return;
+                }
+                std::thread::sleep(deadline - now);
+            }
+        }
+    }
+}
+
+impl Future for Done {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let node = match this.ctx.node() {
+            Some(node) if node.is_done() => return Poll::Ready(()),
+            Some(node) if node.cancellable() => node,
+            _ => return Poll::Pending,
+        };
+        let mut inner = node.lock();
+        if node.state_locked(&inner) != LIVE {
+            return Poll::Ready(());
+        }
+        if this.key == NOT_LINKED {
+            this.key = inner.dependents.insert(Dependent::Waker(cx.waker().clone()));
+        } else if let Some(Dependent::Waker(waker)) = inner.dependents.get_mut(this.key) {
+            if !waker.will_wake(cx.waker()) {
+                waker.clone_from(cx.waker());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if self.key == NOT_LINKED {
+            return;
+        }
+        if let Some(node) = self.ctx.node() {
+            if !node.is_done() {
+                drop(node.lock().dependents.remove(self.key));
+            }
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! # ctx: Go's `context`, done properly in Rust
+//!
+//! Cancellation, deadlines and request-scoped values for threads and async code alike, with a
+//! check that costs one atomic load. See [`Context`] to start.
+//!
+//! ```
+//! use ctx::Context;
+//! use std::time::Duration;
+//!
+//! let (ctx, cancel) = Context::background().with_cancel();
+//! let worker = std::thread::spawn(move || {
+//!     let mut rounds = 0u64;
+//!     while !ctx.is_done() {
+//!         rounds += 1;
+//!         std::thread::sleep(Duration::from_millis(1));
+//!     }
+//!     rounds
+//! });
+//! std::thread::sleep(Duration::from_millis(20));
+//! cancel.cancel();
+//! assert!(worker.join().unwrap() > 0);
+//! ```
+
+pub use ctx_core::{AfterFunc, CancelHandle, Cause, Context, Done, DropGuard, Error};
