@@ -12,7 +12,7 @@ use std::sync::{Arc, Weak};
 
 use crate::Context;
 use crate::sync::{Mutex, lock};
-use crate::tree::{Dependent, LIVE, Node};
+use crate::tree::{Dependent, Node, inner_mut, remove_dependent, to_key};
 
 /// The registration made by [`Context::after_func`]; [`stop`](AfterFunc::stop) unregisters it.
 ///
@@ -30,7 +30,7 @@ struct Inner {
     f: Option<Box<dyn FnOnce() + Send>>,
     status: Status,
     /// The node whose dependents hold this callback, and its key there.
-    home: Option<(Weak<Node>, usize)>,
+    home: Option<(Weak<Node>, u32)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -112,7 +112,7 @@ impl AfterFunc {
         };
         if let Some((node, key)) = home {
             if let Some(node) = node.upgrade() {
-                drop(node.lock().dependents.remove(key));
+                remove_dependent(&node, key);
             }
         }
         drop(f);
@@ -140,8 +140,9 @@ impl Callback {
         }
         {
             let mut guard = node.lock();
-            if node.state_locked(&guard) == LIVE {
-                let key = guard.dependents.insert(Dependent::Callback(self.clone()));
+            if !node.is_done_locked(&guard) {
+                let dependents = &mut inner_mut(&mut guard).dependents;
+                let key = to_key(dependents.insert(Dependent::Callback(self.clone())));
                 lock(&self.inner).home = Some((Arc::downgrade(node), key));
                 return true;
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::error::{Cause, Error};
 use crate::handle::CancelHandle;
-use crate::tree::{Kind, Node};
+use crate::tree::{Kind, KindRef, Node};
 
 /// A cancellation signal, an optional deadline and request-scoped values, carried across API
 /// boundaries and threads: Go's `context.Context`, owned the Rust way.
@@ -36,14 +36,8 @@ use crate::tree::{Kind, Node};
 /// ```
 #[derive(Clone)]
 pub struct Context {
-    repr: Repr,
-}
-
-#[derive(Clone)]
-enum Repr {
-    Background,
-    Todo,
-    Node(Arc<Node>),
+    /// `None` is `background()`; every other context, `todo()` included, is a node.
+    node: Option<Arc<Node>>,
 }
 
 impl Context {
@@ -55,17 +49,19 @@ impl Context {
     /// assert_eq!(ctx.to_string(), "context.Background");
     /// ```
     pub const fn background() -> Context {
-        Context { repr: Repr::Background }
+        Context { node: None }
     }
 
     /// Like [`background`](Context::background), for code that does not know yet which context
     /// to use; it differs only in its `Display` (`context.TODO`), so it can be grepped for.
+    /// All `todo()` contexts share one process-wide root, allocated on first use.
     ///
     /// ```
     /// assert_eq!(ctx::Context::todo().to_string(), "context.TODO");
+    /// assert!(!ctx::Context::todo().is_done());
     /// ```
-    pub const fn todo() -> Context {
-        Context { repr: Repr::Todo }
+    pub fn todo() -> Context {
+        Context::from_node(todo_root())
     }
 
     /// Derives a child that is done when this context is, or when the returned handle's
@@ -114,7 +110,7 @@ impl Context {
     /// assert!(both.is_done());
     /// ```
     pub fn merge(&self, other: &Context) -> (Context, CancelHandle) {
-        let (ctx, handle) = self.derive_cancellable(Node::merge_layer(other));
+        let (ctx, handle) = self.derive_cancellable(Kind::Merge(other.clone()));
         if let Some(node) = ctx.node() {
             if !node.is_done() {
                 node.link_other();
@@ -136,9 +132,9 @@ impl Context {
     /// ```
     #[inline]
     pub fn is_done(&self) -> bool {
-        match &self.repr {
-            Repr::Node(node) => node.is_done(),
-            _ => false,
+        match &self.node {
+            Some(node) => node.is_done(),
+            None => false,
         }
     }
 
@@ -190,27 +186,34 @@ impl Context {
     }
 
     pub(crate) fn from_node(node: Arc<Node>) -> Context {
-        Context { repr: Repr::Node(node) }
+        Context { node: Some(node) }
     }
 
     pub(crate) fn node(&self) -> Option<&Arc<Node>> {
-        match &self.repr {
-            Repr::Node(node) => Some(node),
-            _ => None,
-        }
+        self.node.as_ref()
     }
 
     pub(crate) fn into_node(self) -> Option<Arc<Node>> {
-        match self.repr {
-            Repr::Node(node) => Some(node),
-            _ => None,
-        }
+        self.node
     }
 
     /// The error of a context known to be done.
     pub(crate) fn finished_err(&self) -> Error {
         self.err().unwrap_or(Error::Canceled)
     }
+}
+
+/// The process-wide `todo()` root. Under loom every call makes its own (loom objects cannot live
+/// in statics across models).
+#[cfg(not(loom))]
+fn todo_root() -> Arc<Node> {
+    static TODO: std::sync::OnceLock<Arc<Node>> = std::sync::OnceLock::new();
+    TODO.get_or_init(|| Arc::new(Node::todo_root())).clone()
+}
+
+#[cfg(loom)]
+fn todo_root() -> Arc<Node> {
+    Arc::new(Node::todo_root())
 }
 
 /// [`Context::background`].
@@ -229,22 +232,25 @@ impl Default for Context {
 impl fmt::Display for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut layers = Vec::new();
-        let mut root = self;
-        while let Some(node) = root.node() {
+        let mut current = self;
+        let mut root = "context.Background";
+        while let Some(node) = current.node() {
+            if let KindRef::Todo = node.kind() {
+                root = "context.TODO";
+                break;
+            }
             layers.push(node);
-            root = &node.parent;
+            current = &node.parent;
         }
-        f.write_str(match root.repr {
-            Repr::Todo => "context.TODO",
-            _ => "context.Background",
-        })?;
+        f.write_str(root)?;
         for node in layers.into_iter().rev() {
-            match &node.kind {
-                Kind::Cancel => f.write_str(".WithCancel")?,
-                Kind::Deadline(deadline) => deadline.fmt_layer(f)?,
-                Kind::Value(value) => write!(f, ".WithValue({})", value.type_name())?,
-                Kind::WithoutCancel => f.write_str(".WithoutCancel")?,
-                Kind::Merge(merge) => write!(f, ".Merge({})", merge.other)?,
+            match node.kind() {
+                KindRef::Cancel => f.write_str(".WithCancel")?,
+                KindRef::Deadline(deadline) => deadline.fmt_layer(f)?,
+                KindRef::Value(_, type_name) => write!(f, ".WithValue({type_name})")?,
+                KindRef::WithoutCancel => f.write_str(".WithoutCancel")?,
+                KindRef::Merge(merge) => write!(f, ".Merge({})", merge.other)?,
+                KindRef::Todo => unreachable!("the walk stops at the todo root"),
             }
         }
         Ok(())

@@ -9,12 +9,18 @@ use crate::Context;
 use crate::error::{Cause, Error};
 use crate::handle::CancelHandle;
 use crate::timer;
-use crate::tree::{Kind, Node};
+use crate::tree::{Kind, KindRef, Layer, Node};
 
 pub(crate) struct DeadlineLayer {
     at: Instant,
     cause: Option<Cause>,
     key: timer::Key,
+}
+
+impl Layer for DeadlineLayer {
+    fn kind(&self) -> KindRef<'_> {
+        KindRef::Deadline(self)
+    }
 }
 
 impl DeadlineLayer {
@@ -36,8 +42,8 @@ impl DeadlineLayer {
 impl Node {
     /// Called by the timer once the deadline has passed.
     pub(crate) fn fire_deadline(&self) {
-        if let Kind::Deadline(deadline) = &self.kind {
-            self.cancel(Error::DeadlineExceeded, deadline.cause());
+        if let KindRef::Deadline(deadline) = self.kind() {
+            self.cancel(Error::DeadlineExceeded, &deadline.cause());
         }
     }
 }
@@ -59,17 +65,17 @@ impl Context {
         let mut current = Some(self);
         while let Some(ctx) = current.take().or_else(|| other_parents.pop()) {
             let Some(node) = ctx.node() else { continue };
-            match &node.kind {
+            match node.kind() {
                 // A deadline layer exists only when it is earlier than every ancestor's.
-                Kind::Deadline(deadline) => {
+                KindRef::Deadline(deadline) => {
                     earliest = Some(earliest.map_or(deadline.at, |e| e.min(deadline.at)));
                 }
-                Kind::WithoutCancel => {}
-                Kind::Merge(merge) => {
+                KindRef::WithoutCancel | KindRef::Todo => {}
+                KindRef::Merge(merge) => {
                     other_parents.push(&merge.other);
                     current = Some(&node.parent);
                 }
-                Kind::Cancel | Kind::Value(_) => current = Some(&node.parent),
+                KindRef::Cancel | KindRef::Value(..) => current = Some(&node.parent),
             }
         }
         earliest

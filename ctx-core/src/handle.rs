@@ -47,7 +47,7 @@ impl CancelHandle {
     /// assert_eq!(ctx.err(), Some(ctx::Error::Canceled));
     /// ```
     pub fn cancel(&self) {
-        self.node.cancel(Error::Canceled, Cause::from(Error::Canceled));
+        self.node.cancel(Error::Canceled, &Cause::from(Error::Canceled));
     }
 
     /// Cancels the context with `cause` as its [`Context::cause`] (`err()` is still
@@ -64,7 +64,7 @@ impl CancelHandle {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
-        self.node.cancel(Error::Canceled, Cause::new(cause));
+        self.node.cancel(Error::Canceled, &Cause::new(cause));
     }
 
     /// Returns `true` if the context this handle cancels is done (by this handle, an ancestor

@@ -2,17 +2,17 @@
 //! how cancellation flows down and ownership flows up.
 //!
 //! # Shape
-//! Every derived context is one `Arc<Node>`. A node holds its `parent` context strongly (values,
-//! deadlines and `Display` walk up through it). A node that can become done because of its parent
-//! is registered in the parent's `dependents` slab as a `Weak` child; waiters (`Waker`s and parked
-//! threads) and `after_func` callbacks are dependents too. A merged node is a dependent of both
-//! of its parents.
+//! Every derived context is one `Arc<Node>` (one allocation for `with_cancel`; 64 bytes with the
+//! `Arc` header on 64-bit targets). A node holds its `parent` context strongly (values, deadlines
+//! and `Display` walk up through it). A node that can become done because of its parent is
+//! registered in the parent's dependents as a `Weak` child; waiters (`Waker`s and parked threads)
+//! and `after_func` callbacks are dependents too. A merged node is a dependent of both parents.
 //!
 //! # Invariants
-//! 1. **State is written once.** `state` goes from `LIVE` to `Error as u8` exactly once, by
-//!    [`Node::finish`], while holding the node's lock, in the same critical section that stores
-//!    `cause` and takes every dependent out. It never goes back.
-//! 2. **Done nodes have no dependents.** Once `state != LIVE`, the `dependents` slab is empty and
+//! 1. **State is written once.** `state` goes from `LIVE` to "done" exactly once, by
+//!    [`Node::finish`], while holding the node's lock, in the same critical section that records
+//!    the cause and takes every dependent out. It never goes back.
+//! 2. **Done nodes have no dependents.** Once `state != LIVE`, the dependents slab is empty and
 //!    every insertion is refused (callers check `state` under the lock first). So a dependent is
 //!    either in the slab when `finish` drains it (and is then woken, cancelled or run), or is added
 //!    after and sees the node done: no lost wake-up, no child born live under a done parent.
@@ -23,21 +23,25 @@
 //!    the lock is released; a callback may cancel, derive or drop any context.
 //! 5. **Keys are removed once.** A dependent's slab entry is removed either by the drain in
 //!    `finish` (after which the slab is dead, see 2) or by its owner, which first swaps its stored
-//!    key to `NOT_LINKED` (children: `parent_key` / `other_key`), so a key is never removed twice
-//!    and a reused key is never removed by a stale owner.
+//!    key to `NOT_LINKED` (children: `parent_key`, `MergeLayer::other_key`), so a key is never
+//!    removed twice and a reused key is never removed by a stale owner.
 //! 6. **Ownership flows up.** Children hold parents strongly; parents hold children weakly. When
 //!    the last clone of a child context and its handle are dropped, `Drop` unlinks it from its
 //!    parent(s) and its timer entry; a parent therefore holds nothing for children that are gone.
 //!    Drop releases a chain of parents iteratively, so a million-deep chain does not recurse.
 //! 7. **Cancel is linear and iterative.** `cancel` finishes the subtree with an explicit stack,
 //!    visiting each node once; it returns only after every linked descendant reports done.
+//! 8. **Causes are not copied.** A node finished by its parent (or merge partner) records only
+//!    "same cause as my parent (other)"; that node finished first and never changes its cause, so
+//!    `cause()` follows the links (iteratively) and finds exactly the cause it would have copied.
+//!    Cancelling a subtree therefore allocates nothing and clones no `Arc` per descendant.
 //!
 //! # Orderings
-//! `state` is stored with `Release` inside the lock and loaded with `Acquire` by `is_done`; the
-//! `Acquire` load publishes the `cause` written before it (readers still take the lock to clone
-//! the cause, so the lock alone would suffice for that; the ordering is for callers that act on a
-//! done context's side effects, as Go's channel close does).
+//! `state` is stored with `Release` inside the lock and loaded with `Acquire` by `is_done`: a
+//! thread that sees a context done also sees its ancestors' state and everything the canceller
+//! did before cancelling, as Go's channel close does. Custom causes are read under the lock.
 
+use std::any::Any;
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
@@ -48,47 +52,87 @@ use crate::after_func::Callback;
 use crate::deadline::DeadlineLayer;
 use crate::error::{Cause, Error};
 use crate::slab::Slab;
-use crate::sync::{AtomicU8, AtomicUsize, Mutex, MutexGuard, Ordering, Thread, lock};
-use crate::values::ValueLayer;
+use crate::sync::{AtomicU8, AtomicU32, Mutex, MutexGuard, Ordering, Thread, lock};
 
-/// `state` of a node that is not done.
+/// `state` of a node that is not done. A done state is `err | source << 2` (see `Source`).
 pub(crate) const LIVE: u8 = 0;
+const ERR_MASK: u8 = 0b11;
 /// A `parent_key` / `other_key` that names no slab entry.
-pub(crate) const NOT_LINKED: usize = usize::MAX;
+pub(crate) const NOT_LINKED: u32 = u32::MAX;
+
+/// `flags`: the node has its own handle, or a parent that can finish it.
+const CANCELLABLE: u8 = 1;
+/// `flags`: the node is the process-wide `Context::todo()` root.
+const TODO_ROOT: u8 = 2;
+/// `flags`: the node is a `without_cancel` layer.
+const WITHOUT_CANCEL: u8 = 4;
 
 pub(crate) struct Node {
-    /// `LIVE`, or the [`Error`] the node finished with (invariant 1).
+    /// `LIVE`, or how the node finished (invariant 1).
     state: AtomicU8,
-    /// Whether this node can ever become done: false only for values over a context that can
-    /// never be done, and for `without_cancel`. Children of such a node are not linked to it.
-    cancellable: bool,
-    inner: Mutex<Inner>,
+    /// `CANCELLABLE | TODO_ROOT | WITHOUT_CANCEL`, fixed at creation.
+    flags: u8,
+    /// This node's key among its parent's dependents, or `NOT_LINKED` (invariant 5).
+    parent_key: AtomicU32,
+    /// Allocated on first use: most leaves never get a dependent nor a custom cause.
+    inner: Mutex<Option<Box<Inner>>>,
     /// The context this one was derived from.
     pub(crate) parent: Context,
-    /// This node's key among its parent's dependents, or `NOT_LINKED` (invariant 5).
-    parent_key: AtomicUsize,
-    pub(crate) kind: Kind,
+    /// What this layer adds, beyond cancellation: a value, a deadline or a merge partner.
+    layer: Option<Box<dyn Layer>>,
 }
 
+#[derive(Default)]
 pub(crate) struct Inner {
+    /// Set only when the node finished with a cause other than its own error (`Source::Custom`).
     cause: Option<Cause>,
     pub(crate) dependents: Slab<Dependent>,
 }
 
-/// What a layer adds to its parent.
+/// What to build: the kinds of layer, as `Context`'s methods ask for them.
 pub(crate) enum Kind {
-    /// `with_cancel`, or a deadline later than the parent's (Go returns a cancel context too).
+    /// `with_cancel`, or a deadline later than the parent's (Go returns a cancel context then).
     Cancel,
     Deadline(DeadlineLayer),
-    Value(ValueLayer),
+    Value(Box<dyn Layer>),
     WithoutCancel,
-    Merge(MergeLayer),
+    Merge(Context),
+}
+
+/// A node's kind, as the rest of the crate reads it.
+pub(crate) enum KindRef<'a> {
+    Cancel,
+    Todo,
+    WithoutCancel,
+    Deadline(&'a DeadlineLayer),
+    Value(&'a (dyn Any + Send + Sync), &'static str),
+    Merge(&'a MergeLayer),
+}
+
+/// The data of a layer, behind one thin-enough box so a plain cancel node stays small.
+pub(crate) trait Layer: Send + Sync {
+    fn kind(&self) -> KindRef<'_>;
+
+    /// A merge layer gives its second parent up when its node is dropped.
+    fn take_other(&mut self) -> Option<Context> {
+        None
+    }
 }
 
 pub(crate) struct MergeLayer {
     pub(crate) other: Context,
     /// This node's key among `other`'s dependents, or `NOT_LINKED` (invariant 5).
-    other_key: AtomicUsize,
+    other_key: AtomicU32,
+}
+
+impl Layer for MergeLayer {
+    fn kind(&self) -> KindRef<'_> {
+        KindRef::Merge(self)
+    }
+
+    fn take_other(&mut self) -> Option<Context> {
+        Some(mem::take(&mut self.other))
+    }
 }
 
 /// Something that must hear about it when a node becomes done.
@@ -99,70 +143,119 @@ pub(crate) enum Dependent {
     Callback(Arc<Callback>),
 }
 
-impl Kind {
-    fn has_own_cancel(&self) -> bool {
-        matches!(self, Kind::Cancel | Kind::Deadline(_) | Kind::Merge(_))
+/// Where a done node's cause is found (invariant 8).
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// The cause is the error itself.
+    Err,
+    /// A cause of its own, stored in `Inner::cause`.
+    Custom(&'a Cause),
+    /// The parent's cause.
+    Parent,
+    /// The merge partner's cause.
+    Other,
+}
+
+impl Source<'_> {
+    fn bits(self) -> u8 {
+        match self {
+            Source::Err => 0,
+            Source::Custom(_) => 1,
+            Source::Parent => 2,
+            Source::Other => 3,
+        }
     }
 }
 
 impl Node {
-    /// Creates a node under `parent`, linked to it if the parent can become done, and born done
-    /// (with the parent's error and cause) if the parent already is.
-    pub(crate) fn derive(parent: &Context, kind: Kind) -> Arc<Node> {
-        let own = kind.has_own_cancel();
-        let build =
-            |state: u8, cause: Option<Cause>, key: usize, cancellable: bool, kind: Kind| Node {
-                state: AtomicU8::new(state),
-                cancellable,
-                inner: Mutex::new(Inner { cause, dependents: Slab::default() }),
-                parent: parent.clone(),
-                parent_key: AtomicUsize::new(key),
-                kind,
-            };
-        let follows_parent = !matches!(kind, Kind::WithoutCancel);
-        match parent.node() {
-            Some(p) if p.cancellable && follows_parent => {
-                // The parent's lock is held until the child is fully built: a concurrent cancel
-                // of the parent must not find a `Weak` it cannot upgrade yet (invariant 2).
-                let mut guard = p.lock();
-                Arc::new_cyclic(|weak| match p.state.load(Ordering::Relaxed) {
-                    LIVE => {
-                        let key = guard.dependents.insert(Dependent::Child(weak.clone()));
-                        build(LIVE, None, key, true, kind)
-                    }
-                    done => build(done, guard.cause.clone(), NOT_LINKED, true, kind),
-                })
-            }
-            _ => Arc::new(build(LIVE, None, NOT_LINKED, own, kind)),
+    /// The `Context::todo()` root: never done, no parent.
+    pub(crate) fn todo_root() -> Node {
+        Node::new(TODO_ROOT, LIVE, NOT_LINKED, Context::background(), None)
+    }
+
+    fn new(flags: u8, state: u8, key: u32, parent: Context, layer: Option<Box<dyn Layer>>) -> Node {
+        Node {
+            state: AtomicU8::new(state),
+            flags,
+            parent_key: AtomicU32::new(key),
+            inner: Mutex::new(None),
+            parent,
+            layer,
         }
     }
 
-    pub(crate) fn merge_layer(other: &Context) -> Kind {
-        Kind::Merge(MergeLayer { other: other.clone(), other_key: AtomicUsize::new(NOT_LINKED) })
+    /// Creates a node under `parent`, linked to it if the parent can become done, and born done
+    /// (with the parent's error, and its cause by reference) if the parent already is.
+    pub(crate) fn derive(parent: &Context, kind: Kind) -> Arc<Node> {
+        let (own_handle, flags, layer): (bool, u8, Option<Box<dyn Layer>>) = match kind {
+            Kind::Cancel => (true, 0, None),
+            Kind::Deadline(deadline) => (true, 0, Some(Box::new(deadline))),
+            Kind::Merge(other) => (
+                true,
+                0,
+                Some(Box::new(MergeLayer { other, other_key: AtomicU32::new(NOT_LINKED) })),
+            ),
+            Kind::Value(value) => (false, 0, Some(value)),
+            Kind::WithoutCancel => (false, WITHOUT_CANCEL, None),
+        };
+        let own = if own_handle { CANCELLABLE } else { 0 };
+        match parent.node() {
+            Some(p) if p.cancellable() && flags & WITHOUT_CANCEL == 0 => {
+                // The parent's lock is held until the child is fully built: a concurrent cancel
+                // of the parent must not find a `Weak` it cannot upgrade yet (invariant 2).
+                let mut guard = p.lock();
+                Arc::new_cyclic(|weak| {
+                    let (state, key) = match p.state.load(Ordering::Relaxed) {
+                        LIVE => {
+                            let dependents = &mut inner_mut(&mut guard).dependents;
+                            (LIVE, to_key(dependents.insert(Dependent::Child(weak.clone()))))
+                        }
+                        done => ((done & ERR_MASK) | (Source::Parent.bits() << 2), NOT_LINKED),
+                    };
+                    Node::new(flags | CANCELLABLE, state, key, parent.clone(), layer)
+                })
+            }
+            _ => Arc::new(Node::new(flags | own, LIVE, NOT_LINKED, parent.clone(), layer)),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> KindRef<'_> {
+        match &self.layer {
+            Some(layer) => layer.kind(),
+            None if self.flags & TODO_ROOT != 0 => KindRef::Todo,
+            None if self.flags & WITHOUT_CANCEL != 0 => KindRef::WithoutCancel,
+            None => KindRef::Cancel,
+        }
+    }
+
+    fn merge(&self) -> Option<&MergeLayer> {
+        match self.kind() {
+            KindRef::Merge(merge) => Some(merge),
+            _ => None,
+        }
     }
 
     /// Links a freshly derived merge node to its second parent, or finishes it at once if that
     /// parent is already done.
     pub(crate) fn link_other(self: &Arc<Node>) {
-        let Kind::Merge(merge) = &self.kind else { return };
-        let Some(other) = merge.other.node().filter(|o| o.cancellable) else { return };
-        let finished = {
+        let Some(merge) = self.merge() else { return };
+        let Some(other) = merge.other.node().filter(|o| o.cancellable()) else { return };
+        let done = {
             let mut guard = other.lock();
             match other.state.load(Ordering::Relaxed) {
                 LIVE => {
-                    let key = guard.dependents.insert(Dependent::Child(Arc::downgrade(self)));
-                    merge.other_key.store(key, Ordering::Relaxed);
-                    None
+                    let dependents = &mut inner_mut(&mut guard).dependents;
+                    let key = dependents.insert(Dependent::Child(Arc::downgrade(self)));
+                    merge.other_key.store(to_key(key), Ordering::Relaxed);
+                    return;
                 }
-                done => Some((done, guard.cause.clone())),
+                done => done,
             }
         };
-        if let Some((done, Some(cause))) = finished {
-            self.cancel(error_of(done), cause);
-        }
+        self.cancel_from(error_of(done), Source::Other);
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Option<Box<Inner>>> {
         lock(&self.inner)
     }
 
@@ -171,13 +264,14 @@ impl Node {
         self.state.load(Ordering::Acquire) != LIVE
     }
 
-    /// The state, read under the node's lock by callers that hold it.
-    pub(crate) fn state_locked(&self, _proof: &Inner) -> u8 {
-        self.state.load(Ordering::Relaxed)
+    /// Whether the node is done, read by a caller holding its lock (the guard is the proof).
+    pub(crate) fn is_done_locked(&self, _guard: &MutexGuard<'_, Option<Box<Inner>>>) -> bool {
+        self.state.load(Ordering::Relaxed) != LIVE
     }
 
+    /// Whether this node can ever become done (see `CANCELLABLE`).
     pub(crate) fn cancellable(&self) -> bool {
-        self.cancellable
+        self.flags & CANCELLABLE != 0
     }
 
     pub(crate) fn err(&self) -> Option<Error> {
@@ -187,44 +281,73 @@ impl Node {
         }
     }
 
+    /// Follows "same cause as" links up to the node that holds the cause (invariant 8).
     pub(crate) fn cause(&self) -> Option<Cause> {
-        if !self.is_done() {
-            return None;
+        let mut node = self;
+        loop {
+            let state = node.state.load(Ordering::Acquire);
+            if state == LIVE {
+                return None;
+            }
+            node = match state >> 2 {
+                0 => return Some(Cause::from(error_of(state))),
+                1 => return node.lock().as_ref().and_then(|inner| inner.cause.clone()),
+                2 => node.parent.node()?,
+                _ => node.merge()?.other.node()?,
+            };
         }
-        self.lock().cause.clone()
     }
 
     /// Marks this node done if it is live, and takes its dependents out (invariants 1 and 2).
     /// Returns `None` if it was already done: the first call wins.
-    fn finish(&self, err: Error, cause: &Cause) -> Option<Slab<Dependent>> {
-        let mut inner = self.lock();
+    fn finish(&self, err: Error, source: Source<'_>) -> Option<Slab<Dependent>> {
+        let mut guard = self.lock();
         if self.state.load(Ordering::Relaxed) != LIVE {
             return None;
         }
-        inner.cause = Some(cause.clone());
-        self.state.store(err as u8 + 1, Ordering::Release);
-        Some(mem::take(&mut inner.dependents))
+        if let Source::Custom(cause) = source {
+            inner_mut(&mut guard).cause = Some(cause.clone());
+        }
+        self.state.store((err as u8 + 1) | (source.bits() << 2), Ordering::Release);
+        Some(guard.as_mut().map(|inner| mem::take(&mut inner.dependents)).unwrap_or_default())
     }
 
-    /// Cancels this node and every linked descendant. Returns after all of them are done; then
-    /// wakes their waiters and runs their callbacks on this thread. If a callback panicked, the
-    /// first panic is resumed once everything else has run (unless this thread is already
-    /// panicking, in which case it is dropped: the panic hook has reported it).
-    pub(crate) fn cancel(&self, err: Error, cause: Cause) {
-        let Some(first) = self.finish(err, &cause) else { return };
+    /// Cancels this node and every linked descendant with `err` and `cause`. See
+    /// [`CancelHandle::cancel`](crate::CancelHandle::cancel) for the contract.
+    pub(crate) fn cancel(&self, err: Error, cause: &Cause) {
+        let source = match cause.downcast_ref::<Error>() {
+            Some(same) if *same == err => Source::Err,
+            _ => Source::Custom(cause),
+        };
+        self.cancel_from(err, source);
+    }
+
+    /// Finishes this node and its subtree. Returns after all of them are done; then wakes their
+    /// waiters and runs their callbacks on this thread. If a callback panicked, the first panic
+    /// is resumed once everything else has run (unless this thread is already panicking, in which
+    /// case it is dropped: the panic hook has reported it).
+    fn cancel_from(&self, err: Error, source: Source<'_>) {
+        let Some(first) = self.finish(err, source) else { return };
         // The root of a cancel leaves its parents at once (Go's removeChild); descendants were
         // drained by their parents and leave only on drop.
         self.unlink();
+        // Neither vector allocates unless there is a child with dependents, or a callback.
         let mut callbacks = Vec::new();
-        let mut stack = vec![first];
-        while let Some(mut dependents) = stack.pop() {
+        let mut stack: Vec<(*const Node, Slab<Dependent>)> = Vec::new();
+        let mut next = Some((self as *const Node, first));
+        while let Some((owner, mut dependents)) = next.take().or_else(|| stack.pop()) {
             for dependent in dependents.drain() {
                 match dependent {
                     Dependent::Child(weak) => {
                         let Some(child) = weak.upgrade() else { continue };
-                        if let Some(more) = child.finish(err, &cause) {
+                        let from_parent = child
+                            .parent
+                            .node()
+                            .is_some_and(|p| std::ptr::eq(Arc::as_ptr(p), owner));
+                        let source = if from_parent { Source::Parent } else { Source::Other };
+                        if let Some(more) = child.finish(err, source) {
                             child.release_timer();
-                            stack.push(more);
+                            stack.push((Arc::as_ptr(&child), more));
                         }
                     }
                     Dependent::Waker(waker) => waker.wake(),
@@ -239,24 +362,20 @@ impl Node {
     /// Removes this node from its parents' dependents and from the timer. Idempotent.
     fn unlink(&self) {
         let key = self.parent_key.swap(NOT_LINKED, Ordering::Relaxed);
-        if key != NOT_LINKED {
-            if let Some(parent) = self.parent.node() {
-                drop(parent.lock().dependents.remove(key));
-            }
+        if let Some(parent) = self.parent.node().filter(|_| key != NOT_LINKED) {
+            remove_dependent(parent, key);
         }
-        if let Kind::Merge(merge) = &self.kind {
+        if let Some(merge) = self.merge() {
             let key = merge.other_key.swap(NOT_LINKED, Ordering::Relaxed);
-            if key != NOT_LINKED {
-                if let Some(other) = merge.other.node() {
-                    drop(other.lock().dependents.remove(key));
-                }
+            if let Some(other) = merge.other.node().filter(|_| key != NOT_LINKED) {
+                remove_dependent(other, key);
             }
         }
         self.release_timer();
     }
 
     fn release_timer(&self) {
-        if let Kind::Deadline(deadline) = &self.kind {
+        if let KindRef::Deadline(deadline) = self.kind() {
             deadline.release();
         }
     }
@@ -265,30 +384,54 @@ impl Node {
     /// callbacks that have not run to the parent(s) that can still finish them.
     fn detach(&mut self) {
         let was_linked = self.parent_key.load(Ordering::Relaxed) != NOT_LINKED;
-        let other_linked = match &self.kind {
-            Kind::Merge(merge) => merge.other_key.load(Ordering::Relaxed) != NOT_LINKED,
-            _ => false,
-        };
+        let other_linked =
+            self.merge().is_some_and(|m| m.other_key.load(Ordering::Relaxed) != NOT_LINKED);
         self.unlink();
         let inner = match self.inner.get_mut() {
-            Ok(inner) => inner,
-            Err(poisoned) => poisoned.into_inner(),
+            Ok(inner) => inner.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
         };
-        if inner.dependents.len() == 0 {
+        let Some(mut inner) = inner.filter(|inner| inner.dependents.len() > 0) else {
             return;
-        }
+        };
         // Children and waiters hold this node strongly, so only callbacks can be left. While this
         // node was linked, its parent(s) could still have finished it; they now run the callback.
         for dependent in inner.dependents.drain() {
             let Dependent::Callback(callback) = dependent else { continue };
             let mut attached = was_linked && callback.attach(&self.parent);
-            if let (true, Kind::Merge(merge)) = (other_linked, &self.kind) {
+            if let Some(merge) = self.merge().filter(|_| other_linked) {
                 attached |= callback.attach(&merge.other);
             }
             if !attached {
                 callback.release();
             }
         }
+    }
+
+    fn take_other(&mut self) -> Option<Context> {
+        self.layer.as_mut().and_then(|layer| layer.take_other())
+    }
+}
+
+/// The boxed `Inner` of a locked node, allocated on first use.
+pub(crate) fn inner_mut<'a>(guard: &'a mut MutexGuard<'_, Option<Box<Inner>>>) -> &'a mut Inner {
+    guard.get_or_insert_with(Box::default)
+}
+
+/// Removes entry `key` from `node`'s dependents, dropping it outside the lock.
+pub(crate) fn remove_dependent(node: &Node, key: u32) {
+    let removed = node.lock().as_mut().and_then(|inner| inner.dependents.remove(key as usize));
+    drop(removed);
+}
+
+/// Slab keys are stored in 32 bits to keep nodes small.
+///
+/// # Panics
+/// If one context has more than four billion live dependents at once.
+pub(crate) fn to_key(key: usize) -> u32 {
+    match u32::try_from(key) {
+        Ok(key) if key != NOT_LINKED => key,
+        _ => panic!("ctx: more than 4 billion children and waiters on one context"),
     }
 }
 
@@ -299,33 +442,18 @@ impl Drop for Node {
     }
 }
 
-impl Node {
-    fn take_other(&mut self) -> Context {
-        match &mut self.kind {
-            Kind::Merge(merge) => mem::take(&mut merge.other),
-            _ => Context::background(),
-        }
-    }
-}
-
 /// Drops the contexts a dropped node held, and every ancestor that only they kept alive, with a
 /// loop instead of recursion (invariant 6).
-fn release_chain(parent: Context, other: Context) {
-    let mut pending = Vec::new();
+fn release_chain(parent: Context, other: Option<Context>) {
+    let mut pending: Vec<Context> = other.into_iter().collect();
     let mut next = Some(parent);
-    if other.node().is_some() {
-        pending.push(other);
-    }
     while let Some(ctx) = next.take().or_else(|| pending.pop()) {
         let Some(arc) = ctx.into_node() else { continue };
         let Some(mut node) = Arc::into_inner(arc) else { continue };
         node.detach();
         next = Some(mem::take(&mut node.parent));
-        let other = node.take_other();
-        if other.node().is_some() {
-            pending.push(other);
-        }
-        // `node` drops here with nothing left to detach and background parents: no recursion.
+        pending.extend(node.take_other());
+        // `node` drops here with nothing left to detach and no parents: no recursion.
     }
 }
 
@@ -345,10 +473,45 @@ pub(crate) fn run_callbacks(callbacks: Vec<Arc<Callback>>) {
 }
 
 pub(crate) fn error_of(state: u8) -> Error {
-    match state {
+    match state & ERR_MASK {
         1 => Error::Canceled,
         _ => Error::DeadlineExceeded,
     }
 }
 
 const _: () = assert!(Error::Canceled as u8 + 1 == 1 && Error::DeadlineExceeded as u8 + 1 == 2);
+
+#[cfg(test)]
+mod tests {
+    /// The per-child footprint the benchmarks promise: one 64-byte allocation on 64-bit targets.
+    #[test]
+    #[cfg(all(target_pointer_width = "64", not(loom)))]
+    fn a_cancel_node_fits_in_64_bytes_with_its_arc_header() {
+        assert_eq!(std::mem::size_of::<crate::Context>(), 8);
+        assert!(
+            std::mem::size_of::<super::Node>() + 16 <= 64,
+            "{}",
+            std::mem::size_of::<super::Node>()
+        );
+    }
+
+    /// Invariant 8: descendants report the cause of the node the cancel started at, through
+    /// parents and merge partners, without holding a copy.
+    #[test]
+    fn causes_are_found_through_links() {
+        use crate::{Context, Error};
+        let (root, cancel_root) = Context::background().with_cancel();
+        let (other, cancel_other) = Context::background().with_cancel();
+        let (child, _h) = root.with_value(1u8).with_cancel();
+        let (merged, _h2) = other.merge(&Context::background());
+        cancel_root.cancel_with_cause(std::io::Error::other("root went away"));
+        cancel_other.cancel_with_cause(Error::DeadlineExceeded);
+        assert_eq!(child.cause().unwrap().to_string(), "root went away");
+        assert_eq!(child.err(), Some(Error::Canceled));
+        assert_eq!(merged.cause().unwrap().downcast_ref::<Error>(), Some(&Error::DeadlineExceeded));
+        let (born_done, _h3) = child.with_cancel();
+        assert_eq!(born_done.cause().unwrap().to_string(), "root went away");
+        let (late_merge, _h4) = Context::background().merge(&child);
+        assert_eq!(late_merge.cause().unwrap().to_string(), "root went away");
+    }
+}

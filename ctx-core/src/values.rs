@@ -3,16 +3,14 @@
 use std::any::{Any, type_name};
 
 use crate::Context;
-use crate::tree::{Kind, Node};
+use crate::tree::{Kind, KindRef, Layer, Node};
 
-pub(crate) struct ValueLayer {
-    value: Box<dyn Any + Send + Sync>,
-    type_name: &'static str,
-}
+/// The value of a `with_value` layer, stored inline in its box (one allocation besides the node).
+struct ValueLayer<T>(T);
 
-impl ValueLayer {
-    pub(crate) fn type_name(&self) -> &'static str {
-        self.type_name
+impl<T: Any + Send + Sync> Layer for ValueLayer<T> {
+    fn kind(&self) -> KindRef<'_> {
+        KindRef::Value(&self.0, type_name::<T>())
     }
 }
 
@@ -38,8 +36,7 @@ impl Context {
     where
         T: Any + Send + Sync,
     {
-        let layer = ValueLayer { value: Box::new(value), type_name: type_name::<T>() };
-        Context::from_node(Node::derive(self, Kind::Value(layer)))
+        Context::from_node(Node::derive(self, Kind::Value(Box::new(ValueLayer(value)))))
     }
 
     /// The innermost value of type `T` on the path to the root, if any. For a
@@ -61,13 +58,13 @@ impl Context {
         let mut current = Some(self);
         while let Some(ctx) = current.take().or_else(|| other_parents.pop()) {
             let Some(node) = ctx.node() else { continue };
-            match &node.kind {
-                Kind::Value(layer) => {
-                    if let Some(value) = layer.value.downcast_ref::<T>() {
+            match node.kind() {
+                KindRef::Value(value, _) => {
+                    if let Some(value) = value.downcast_ref::<T>() {
                         return Some(value);
                     }
                 }
-                Kind::Merge(merge) => other_parents.push(&merge.other),
+                KindRef::Merge(merge) => other_parents.push(&merge.other),
                 _ => {}
             }
             current = Some(&node.parent);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::Context;
 use crate::error::Error;
 use crate::sync::{current, park};
-use crate::tree::{Dependent, LIVE, NOT_LINKED};
+use crate::tree::{Dependent, NOT_LINKED, inner_mut, remove_dependent, to_key};
 
 /// A future that resolves once its context is done. Made by [`Context::done`].
 ///
@@ -41,7 +41,7 @@ use crate::tree::{Dependent, LIVE, NOT_LINKED};
 #[derive(Debug)]
 pub struct Done {
     ctx: Context,
-    key: usize,
+    key: u32,
 }
 
 impl Context {
@@ -126,11 +126,11 @@ impl Context {
             }
         };
         let key = {
-            let mut inner = node.lock();
-            if node.state_locked(&inner) != LIVE {
+            let mut guard = node.lock();
+            if node.is_done_locked(&guard) {
                 return true;
             }
-            inner.dependents.insert(Dependent::Thread(current()))
+            to_key(inner_mut(&mut guard).dependents.insert(Dependent::Thread(current())))
         };
         loop {
             if node.is_done() {
@@ -147,12 +147,12 @@ impl Context {
                 }
             }
         }
-        let mut inner = node.lock();
-        if node.state_locked(&inner) != LIVE {
+        if node.is_done() {
             return true;
         }
-        drop(inner.dependents.remove(key));
-        false
+        // If a cancel drained the entry meanwhile, removing the key finds a dead slab: harmless.
+        remove_dependent(node, key);
+        node.is_done()
     }
 }
 
@@ -182,13 +182,14 @@ impl Future for Done {
             Some(node) if node.cancellable() => node,
             _ => return Poll::Pending,
         };
-        let mut inner = node.lock();
-        if node.state_locked(&inner) != LIVE {
+        let mut guard = node.lock();
+        if node.is_done_locked(&guard) {
             return Poll::Ready(());
         }
+        let dependents = &mut inner_mut(&mut guard).dependents;
         if this.key == NOT_LINKED {
-            this.key = inner.dependents.insert(Dependent::Waker(cx.waker().clone()));
-        } else if let Some(Dependent::Waker(waker)) = inner.dependents.get_mut(this.key) {
+            this.key = to_key(dependents.insert(Dependent::Waker(cx.waker().clone())));
+        } else if let Some(Dependent::Waker(waker)) = dependents.get_mut(this.key as usize) {
             if !waker.will_wake(cx.waker()) {
                 waker.clone_from(cx.waker());
             }
@@ -204,7 +205,7 @@ impl Drop for Done {
         }
         if let Some(node) = self.ctx.node() {
             if !node.is_done() {
-                drop(node.lock().dependents.remove(self.key));
+                remove_dependent(node, self.key);
             }
         }
     }
