@@ -15,6 +15,9 @@ pub(crate) struct DeadlineLayer {
     at: Instant,
     cause: Option<Cause>,
     key: timer::Key,
+    /// The tokio sleep that fires this deadline on tokio's clock, if any.
+    #[cfg(feature = "tokio-clock")]
+    pub(crate) tokio_sleep: crate::tokio_clock::Sleep,
 }
 
 impl Layer for DeadlineLayer {
@@ -27,6 +30,8 @@ impl DeadlineLayer {
     /// Removes this deadline's timer entry, if it still has one. Idempotent.
     pub(crate) fn release(&self) {
         timer::remove(self.key);
+        #[cfg(feature = "tokio-clock")]
+        self.tokio_sleep.abort();
     }
 
     pub(crate) fn fmt_layer(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -91,8 +96,13 @@ impl Context {
     ///
     /// The deadline is fired by the ctx timer thread, started on first use and idle (no polling)
     /// while no deadline is pending; no async runtime is needed. Deadlines follow the real
-    /// monotonic clock (`std::time::Instant`): a paused tokio clock (`tokio::time::pause`) does not
-    /// move them.
+    /// monotonic clock (`std::time::Instant`): by default a paused tokio clock
+    /// (`tokio::time::pause`, `#[tokio::test(start_paused = true)]`) neither delays nor advances
+    /// them. With the `tokio-clock` feature, a deadline created inside a tokio runtime (with
+    /// time enabled) is also armed on tokio's clock, and fires on whichever clock reaches it
+    /// first: under a paused clock, auto-advance and `tokio::time::advance` fire it, which is
+    /// what tests of timeouts want. The timer thread still arms it, so nothing depends on the
+    /// runtime staying alive.
     ///
     /// ```
     /// use std::time::{Duration, Instant};
@@ -161,17 +171,27 @@ impl Context {
             return self.with_cancel();
         }
         let key = timer::key(at);
-        let (ctx, handle) =
-            self.derive_cancellable(Kind::Deadline(DeadlineLayer { at, cause, key }));
+        let layer = DeadlineLayer {
+            at,
+            cause,
+            key,
+            #[cfg(feature = "tokio-clock")]
+            tokio_sleep: Default::default(),
+        };
+        let (ctx, handle) = self.derive_cancellable(Kind::Deadline(layer));
         let node = ctx.node().expect("a derived context has a node");
         if !node.is_done() {
             if Instant::now() >= at {
                 node.fire_deadline();
             } else {
                 timer::insert(key, Arc::downgrade(node));
-                // A cancel that raced the insert has already tried to release the entry.
+                #[cfg(feature = "tokio-clock")]
+                crate::tokio_clock::spawn(node, at);
+                // A cancel that raced the inserts has already tried to release the entries.
                 if node.is_done() {
-                    timer::remove(key);
+                    if let KindRef::Deadline(deadline) = node.kind() {
+                        deadline.release();
+                    }
                 }
             }
         }
