@@ -22,3 +22,8 @@
 //! ```
 
 pub use ctx_core::{AfterFunc, CancelHandle, Cause, Context, Done, DropGuard, Error};
+
+#[cfg(feature = "tokio")]
+mod group;
+#[cfg(feature = "tokio")]
+pub use group::{Group, GroupError, TaskFailed};
