@@ -1,0 +1,175 @@
+//! Runs the examples as processes and checks their output lines and exit status.
+//!
+//! `cargo test` builds the examples next to the test binaries (`target/<profile>/examples/`),
+//! but `cargo test --test examples` does not, and a binary left by an earlier build may be stale.
+//! So [`run_example`] first asks cargo to build the example, with this test's profile, features
+//! and target directory: a no-op when `cargo test` has just built it. Then it runs the binary with
+//! a generous time limit (the point is "it does not hang", not how fast it is).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long an example may run before it counts as hung.
+const NO_HANG: Duration = Duration::from_secs(60);
+
+/// Builds (if needed) and runs `examples/<name>.rs`, returning its output once it exits.
+/// Panics if it cannot be built, or if it runs longer than [`NO_HANG`] (it is killed first).
+fn run_example(name: &str) -> Output {
+    let binary = build_example(name);
+    let mut child = Command::new(&binary)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+    // Drain both pipes on their own threads so a chatty example cannot block on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.expect("piped").read_to_end(&mut bytes).expect("read the example's output");
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the example") {
+            break status;
+        }
+        if started.elapsed() > NO_HANG {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("example `{name}` still running after {NO_HANG:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+}
+
+/// Asks cargo to build the example the way this test was built, and returns its path.
+fn build_example(name: &str) -> PathBuf {
+    // This binary is `<target-dir>/<profile-dir>/deps/examples-<hash>`.
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("<target-dir>/<profile-dir>");
+    let target_dir = profile_dir.parent().expect("<target-dir>");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(other) => other,
+        None => panic!("unexpected test binary path {}", exe.display()),
+    };
+    let features: Vec<&str> = [
+        (cfg!(feature = "macros"), "macros"),
+        (cfg!(feature = "tokio"), "tokio"),
+        (cfg!(feature = "tokio-clock"), "tokio-clock"),
+    ]
+    .into_iter()
+    .filter_map(|(on, feature)| on.then_some(feature))
+    .collect();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let output = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "--package", env!("CARGO_PKG_NAME"), "--example", name])
+        .args(["--profile", profile, "--no-default-features", "--features", &features.join(",")])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .output()
+        .expect("run cargo");
+    assert!(
+        output.status.success(),
+        "cargo could not build example `{name}`:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let binary =
+        profile_dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(binary.is_file(), "cargo built `{name}` but it is not at {}", binary.display());
+    binary
+}
+
+/// The example's stdout as lines, after checking that it exited successfully.
+fn lines_of_successful_run(name: &str) -> Vec<String> {
+    let output = run_example(name);
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 output");
+    assert!(
+        output.status.success(),
+        "example `{name}` failed with {}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn deadline() {
+    assert_eq!(
+        lines_of_successful_run("deadline"),
+        [
+            "fast call: ok, 42 rows",
+            "slow call: context deadline exceeded",
+            "  timeout: true",
+            "  cause:   context deadline exceeded",
+            "slow call with a cause: context deadline exceeded",
+            "  timeout: true",
+            "  cause:   inventory service did not answer within 250ms",
+            "  budget:  250ms (downcast from the cause)",
+        ]
+    );
+}
+
+#[test]
+fn values() {
+    assert_eq!(
+        lines_of_successful_run("values"),
+        [
+            "[no request] server started",
+            "[req-7] GET /orders",
+            "[req-7] load_user: user 1001",
+            "[req-7] load_orders: querying orders of user 1001",
+            "[req-7] load_orders stopped: context canceled (client closed the connection)",
+            "[req-7] cleanup on the request context: context canceled",
+            "[req-7] cleanup with without_cancel: lock released",
+            "[no request] server still running: true",
+        ]
+    );
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn group() {
+    let lines = lines_of_successful_run("group");
+    let line_of = |page: usize| {
+        let prefix = format!("page {page} ");
+        let found: Vec<usize> =
+            (0..lines.len()).filter(|&i| lines[i].starts_with(&prefix)).collect();
+        assert_eq!(found.len(), 1, "one line for page {page} in {lines:#?}");
+        found[0]
+    };
+    assert_eq!(lines[0], "fetching 12 pages, at most 3 at a time");
+    let failure = line_of(5);
+    assert_eq!(lines[failure], "page 5 is corrupt (checksum mismatch)");
+    // With three at a time, page 5 starts only once pages 0-2 are done; pages 6-11 start after
+    // it and need longer than it does before failing. Pages 3 and 4 race the failure.
+    for page in 0..3 {
+        assert_eq!(lines[line_of(page)], format!("page {page} done: {} bytes", 1000 + 100 * page));
+    }
+    for page in (3..5).chain(6..12) {
+        let line = &lines[line_of(page)];
+        let stopped = format!("page {page} stopped: context canceled");
+        assert!(
+            *line == stopped || (page < 5 && line.starts_with(&format!("page {page} done: "))),
+            "unexpected line {line:?}"
+        );
+    }
+    // Nothing finishes after the failure: the cancel reaches every page still running or queued.
+    assert!(lines[failure..].iter().all(|line| !line.contains(" done: ")), "{lines:#?}");
+    assert_eq!(
+        lines[lines.len() - 2..],
+        [
+            "wait: page 5 is corrupt (checksum mismatch)",
+            "cause: task 5 failed: page 5 is corrupt (checksum mismatch)",
+        ]
+    );
+    assert_eq!(lines.len(), 1 + 12 + 2, "{lines:#?}");
+}
