@@ -64,7 +64,8 @@ pub struct Group<T, E> {
     ctx: Context,
     handle: CancelHandle,
     tasks: JoinSet<Outcome<T>>,
-    limit: Option<Arc<Semaphore>>,
+    /// The limit and the semaphore that enforces it; `None` without a limit.
+    limit: Option<(usize, Arc<Semaphore>)>,
     shared: Arc<Shared<E>>,
     spawned: usize,
 }
@@ -125,7 +126,7 @@ impl<T, E> Group<T, E> {
         assert!(limit > 0, "ctx::Group::with_limit: the limit must be at least 1");
         let mut group = Group::new(parent);
         if limit < Semaphore::MAX_PERMITS {
-            group.limit = Some(Arc::new(Semaphore::new(limit)));
+            group.limit = Some((limit, Arc::new(Semaphore::new(limit))));
         }
         group
     }
@@ -227,10 +228,9 @@ where
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         let index = self.spawned;
-        self.spawned += 1;
         let ctx = self.ctx.clone();
         let shared = self.shared.clone();
-        let limit = self.limit.clone();
+        let limit = self.limit.as_ref().map(|(_, semaphore)| semaphore.clone());
         // Invariant 1: the task is in the set from now on.
         self.tasks.spawn(async move {
             // Invariant 4: the permit lives until the user's future is done or dropped.
@@ -259,6 +259,9 @@ where
                 }
             }
         });
+        // Counted only once spawned: `tokio::spawn` panics outside a runtime, and `wait` expects
+        // an outcome for every index below `spawned`.
+        self.spawned += 1;
     }
 
     /// Waits for every task of the group, then cancels its context (as Go's `Wait` does) and
@@ -351,7 +354,7 @@ impl<T, E> fmt::Debug for Group<T, E> {
             .field("context", &self.ctx)
             .field("spawned", &self.spawned)
             .field("running", &self.tasks.len())
-            .field("limit", &self.limit.as_ref().map(|_| "set"))
+            .field("limit", &self.limit.as_ref().map(|(limit, _)| limit))
             .finish()
     }
 }

@@ -395,3 +395,20 @@ async fn the_error_is_transparent() {
     assert_eq!(err.to_string(), "outer");
     assert_eq!(err.source().unwrap().to_string(), "inner");
 }
+
+#[test]
+fn spawning_outside_a_runtime_panics_and_leaves_the_group_usable() {
+    let mut group = Group::new(&Context::background());
+    let outside = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        group.spawn(|_ctx| async { Ok::<_, JobError>("never runs") });
+    }));
+    assert!(outside.is_err(), "tokio's spawn panics without a runtime");
+    assert!(group.is_empty());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let outputs = runtime.block_on(async move {
+        group.spawn(|_ctx| async { Ok::<_, JobError>("runs") });
+        within(group.wait()).await
+    });
+    assert_eq!(outputs.unwrap(), vec!["runs"]);
+}
