@@ -49,8 +49,8 @@ async fn fetch(ctx: &Context, page: usize) -> Result<usize, FetchError> {
     Ok(1000 + 100 * page)
 }
 
-// One thread keeps the order of the printed lines the same from run to run; a `Group` works the
-// same way on the multi-thread runtime.
+// One thread polls the queued downloads in spawn order, so the same pages finish, fail and stop
+// on every run; a `Group` works the same way on the multi-thread runtime.
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     println!("fetching {PAGES} pages, at most {LIMIT} at a time");
