@@ -4,6 +4,9 @@
 //! - A callback's function is taken out of its `Mutex` exactly once: by `run` (status `Ran`), by
 //!   `stop` (`Stopped`) or by `release` (`Released`, the context can never be done). Whoever takes
 //!   it decides; that is why "`stop()` returned true" and "f ran" exclude each other.
+//! - `homes` lists every node whose dependents hold this callback. Usually one; when a context is
+//!   dropped before it is done, its callbacks move to the parent(s) that could still finish it
+//!   (both parents of a merge), and the callback is released only when no home is left.
 //! - Lock order: a node's lock may be held while a callback's lock is taken (to record where the
 //!   callback is registered); a callback's lock is never held while taking a node's lock.
 
@@ -29,8 +32,8 @@ pub(crate) struct Callback {
 struct Inner {
     f: Option<Box<dyn FnOnce() + Send>>,
     status: Status,
-    /// The node whose dependents hold this callback, and its key there.
-    home: Option<(Weak<Node>, u32)>,
+    /// The nodes whose dependents hold this callback, and its key in each.
+    homes: Vec<(Weak<Node>, u32)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -77,7 +80,11 @@ impl Context {
         F: FnOnce() + Send + 'static,
     {
         let callback = Arc::new(Callback {
-            inner: Mutex::new(Inner { f: Some(Box::new(f)), status: Status::Pending, home: None }),
+            inner: Mutex::new(Inner {
+                f: Some(Box::new(f)),
+                status: Status::Pending,
+                homes: Vec::new(),
+            }),
         });
         if !callback.attach(self) {
             callback.release();
@@ -100,17 +107,17 @@ impl AfterFunc {
     /// handle.cancel();
     /// ```
     pub fn stop(&self) -> bool {
-        let (f, home) = {
+        let (f, homes) = {
             let mut inner = lock(&self.callback.inner);
             match inner.status {
                 Status::Pending | Status::Released => {
                     inner.status = Status::Stopped;
-                    (inner.f.take(), inner.home.take())
+                    (inner.f.take(), std::mem::take(&mut inner.homes))
                 }
                 Status::Ran | Status::Stopped => return false,
             }
         };
-        if let Some((node, key)) = home {
+        for (node, key) in homes {
             if let Some(node) = node.upgrade() {
                 remove_dependent(&node, key);
             }
@@ -143,25 +150,51 @@ impl Callback {
             if !node.is_done_locked(&guard) {
                 let dependents = &mut inner_mut(&mut guard).dependents;
                 let key = to_key(dependents.insert(Dependent::Callback(self.clone())));
-                lock(&self.inner).home = Some((Arc::downgrade(node), key));
+                lock(&self.inner).homes.push((Arc::downgrade(node), key));
                 return true;
             }
         }
-        crate::tree::run_callbacks(vec![self.clone()]);
+        self.run();
         true
     }
 
-    /// Runs the function if nobody took it yet.
+    /// Called while `node` is dropped before it was done: registers this callback on `targets`
+    /// (the parents that could still have finished `node`), forgets `node` as a home, and
+    /// releases the callback if no home is left.
+    pub(crate) fn move_out_of(self: &Arc<Self>, node: &Node, targets: [Option<&Context>; 2]) {
+        for target in targets.into_iter().flatten() {
+            self.attach(target);
+        }
+        let released = {
+            let mut inner = lock(&self.inner);
+            inner.homes.retain(|(home, _)| !std::ptr::eq(home.as_ptr(), node));
+            if inner.homes.is_empty() && inner.status == Status::Pending {
+                inner.status = Status::Released;
+                inner.f.take()
+            } else {
+                None
+            }
+        };
+        drop(released);
+    }
+
+    /// Runs the function if nobody took it yet. Called outside any lock.
     pub(crate) fn run(&self) {
-        let f = {
+        let (f, homes) = {
             let mut inner = lock(&self.inner);
             if inner.status != Status::Pending {
                 return;
             }
             inner.status = Status::Ran;
-            inner.home = None;
-            inner.f.take()
+            (inner.f.take(), std::mem::take(&mut inner.homes))
         };
+        // The home that finished this callback has drained it already; any other home (the
+        // second parent of a dropped merge) must not keep an inert entry for its whole life.
+        for (node, key) in homes {
+            if let Some(node) = node.upgrade() {
+                remove_dependent(&node, key);
+            }
+        }
         if let Some(f) = f {
             f();
         }
@@ -175,7 +208,7 @@ impl Callback {
                 return;
             }
             inner.status = Status::Released;
-            inner.home = None;
+            inner.homes.clear();
             inner.f.take()
         };
         drop(f);

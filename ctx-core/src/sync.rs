@@ -9,14 +9,14 @@ pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU32};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 #[cfg(loom)]
-pub(crate) use loom::thread::{Thread, current, park};
+pub(crate) use loom::thread::{Thread, current, park, yield_now};
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU8, AtomicU32};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 #[cfg(not(loom))]
-pub(crate) use std::thread::{Thread, current, park, park_timeout};
+pub(crate) use std::thread::{Thread, current, park, park_timeout, yield_now};
 
 /// Loom has no timed park; the models never wait with a timeout, so a yield is enough.
 #[cfg(loom)]

@@ -29,8 +29,13 @@
 //!    the last clone of a child context and its handle are dropped, `Drop` unlinks it from its
 //!    parent(s) and its timer entry; a parent therefore holds nothing for children that are gone.
 //!    Drop releases a chain of parents iteratively, so a million-deep chain does not recurse.
-//! 7. **Cancel is linear and iterative.** `cancel` finishes the subtree with an explicit stack,
-//!    visiting each node once; it returns only after every linked descendant reports done.
+//! 7. **Cancel is linear and iterative, and completes before anyone is told.** `cancel` finishes
+//!    the subtree with an explicit stack, visiting each node once, while the root of the cancel
+//!    carries the `PROPAGATING` bit. Only once every linked descendant is done is the bit cleared
+//!    and are waiters woken and callbacks run. A `cancel` that loses the race (another thread's,
+//!    or one made from a waker or callback of the winner) waits for the `PROPAGATING` bits on its
+//!    "finished by" path, so every `cancel` returns after the whole subtree is done, as in Go,
+//!    where the parent's lock is held while its children are cancelled.
 //! 8. **Causes are not copied.** A node finished by its parent (or merge partner) records only
 //!    "same cause as my parent (other)"; that node finished first and never changes its cause, so
 //!    `cause()` follows the links (iteratively) and finds exactly the cause it would have copied.
@@ -52,11 +57,15 @@ use crate::after_func::Callback;
 use crate::deadline::DeadlineLayer;
 use crate::error::{Cause, Error};
 use crate::slab::Slab;
-use crate::sync::{AtomicU8, AtomicU32, Mutex, MutexGuard, Ordering, Thread, lock};
+use crate::sync::{AtomicU8, AtomicU32, Mutex, MutexGuard, Ordering, Thread, lock, yield_now};
 
-/// `state` of a node that is not done. A done state is `err | source << 2` (see `Source`).
+/// `state` of a node that is not done. A done state is `(err + 1) | source << 2`, plus
+/// `PROPAGATING` while this node is the root of a cancel still marking its subtree.
 pub(crate) const LIVE: u8 = 0;
 const ERR_MASK: u8 = 0b11;
+const SOURCE_SHIFT: u8 = 2;
+const SOURCE_MASK: u8 = 0b11;
+const PROPAGATING: u8 = 0b1_0000;
 /// A `parent_key` / `other_key` that names no slab entry.
 pub(crate) const NOT_LINKED: u32 = u32::MAX;
 
@@ -210,7 +219,10 @@ impl Node {
                             let dependents = &mut inner_mut(&mut guard).dependents;
                             (LIVE, to_key(dependents.insert(Dependent::Child(weak.clone()))))
                         }
-                        done => ((done & ERR_MASK) | (Source::Parent.bits() << 2), NOT_LINKED),
+                        done => (
+                            (done & ERR_MASK) | (Source::Parent.bits() << SOURCE_SHIFT),
+                            NOT_LINKED,
+                        ),
                     };
                     Node::new(flags | CANCELLABLE, state, key, parent.clone(), layer)
                 })
@@ -289,18 +301,28 @@ impl Node {
             if state == LIVE {
                 return None;
             }
-            node = match state >> 2 {
+            node = match (state >> SOURCE_SHIFT) & SOURCE_MASK {
                 0 => return Some(Cause::from(error_of(state))),
                 1 => return node.lock().as_ref().and_then(|inner| inner.cause.clone()),
-                2 => node.parent.node()?,
-                _ => node.merge()?.other.node()?,
+                _ => node.finished_by(state)?,
             };
         }
     }
 
+    /// The node whose cancel finished this one (its parent or merge partner), for a done `state`
+    /// whose source is `Parent` or `Other`.
+    fn finished_by(&self, state: u8) -> Option<&Node> {
+        match (state >> SOURCE_SHIFT) & SOURCE_MASK {
+            2 => self.parent.node().map(|node| &**node),
+            3 => self.merge()?.other.node().map(|node| &**node),
+            _ => None,
+        }
+    }
+
     /// Marks this node done if it is live, and takes its dependents out (invariants 1 and 2).
-    /// Returns `None` if it was already done: the first call wins.
-    fn finish(&self, err: Error, source: Source<'_>) -> Option<Slab<Dependent>> {
+    /// `root` marks the node where a cancel starts (invariant 7). Returns `None` if it was
+    /// already done: the first call wins.
+    fn finish(&self, err: Error, source: Source<'_>, root: bool) -> Option<Slab<Dependent>> {
         let mut guard = self.lock();
         if self.state.load(Ordering::Relaxed) != LIVE {
             return None;
@@ -308,7 +330,9 @@ impl Node {
         if let Source::Custom(cause) = source {
             inner_mut(&mut guard).cause = Some(cause.clone());
         }
-        self.state.store((err as u8 + 1) | (source.bits() << 2), Ordering::Release);
+        let propagating = if root { PROPAGATING } else { 0 };
+        let state = (err as u8 + 1) | (source.bits() << SOURCE_SHIFT) | propagating;
+        self.state.store(state, Ordering::Release);
         Some(guard.as_mut().map(|inner| mem::take(&mut inner.dependents)).unwrap_or_default())
     }
 
@@ -322,17 +346,19 @@ impl Node {
         self.cancel_from(err, source);
     }
 
-    /// Finishes this node and its subtree. Returns after all of them are done; then wakes their
-    /// waiters and runs their callbacks on this thread. If a callback panicked, the first panic
-    /// is resumed once everything else has run (unless this thread is already panicking, in which
-    /// case it is dropped: the panic hook has reported it).
+    /// Finishes this node and its subtree; once all of them are done, wakes their waiters and
+    /// runs their callbacks on this thread (invariant 7). If this node was already done, waits
+    /// until the cancel that finished it has finished the subtree too.
     fn cancel_from(&self, err: Error, source: Source<'_>) {
-        let Some(first) = self.finish(err, source) else { return };
+        let Some(first) = self.finish(err, source, true) else {
+            self.wait_for_propagation();
+            return;
+        };
         // The root of a cancel leaves its parents at once (Go's removeChild); descendants were
         // drained by their parents and leave only on drop.
         self.unlink();
-        // Neither vector allocates unless there is a child with dependents, or a callback.
-        let mut callbacks = Vec::new();
+        // No vector allocates unless there is a waiter, a callback or a child with dependents.
+        let mut wakeups = Wakeups::default();
         let mut stack: Vec<(*const Node, Slab<Dependent>)> = Vec::new();
         let mut next = Some((self as *const Node, first));
         while let Some((owner, mut dependents)) = next.take().or_else(|| stack.pop()) {
@@ -345,18 +371,39 @@ impl Node {
                             .node()
                             .is_some_and(|p| std::ptr::eq(Arc::as_ptr(p), owner));
                         let source = if from_parent { Source::Parent } else { Source::Other };
-                        if let Some(more) = child.finish(err, source) {
+                        if let Some(more) = child.finish(err, source, false) {
                             child.release_timer();
                             stack.push((Arc::as_ptr(&child), more));
                         }
                     }
-                    Dependent::Waker(waker) => waker.wake(),
-                    Dependent::Thread(thread) => thread.unpark(),
-                    Dependent::Callback(callback) => callbacks.push(callback),
+                    Dependent::Waker(waker) => wakeups.wakers.push(waker),
+                    Dependent::Thread(thread) => wakeups.threads.push(thread),
+                    Dependent::Callback(callback) => wakeups.callbacks.push(callback),
                 }
             }
         }
-        run_callbacks(callbacks);
+        // Release: whoever sees the bit cleared sees every descendant's state stored above.
+        self.state.fetch_and(!PROPAGATING, Ordering::Release);
+        wakeups.deliver();
+    }
+
+    /// Waits until no cancel is still marking the subtree this node belongs to: follows the
+    /// "finished by" links up and waits on every `PROPAGATING` bit it meets (invariant 7). The
+    /// winner clears its bit before it runs any foreign code, so a cancel made from a waker or a
+    /// callback never waits for its own caller.
+    fn wait_for_propagation(&self) {
+        let mut node = self;
+        loop {
+            let mut state = node.state.load(Ordering::Acquire);
+            while state & PROPAGATING != 0 {
+                yield_now();
+                state = node.state.load(Ordering::Acquire);
+            }
+            match node.finished_by(state) {
+                Some(up) => node = up,
+                None => return,
+            }
+        }
     }
 
     /// Removes this node from its parents' dependents and from the timer. Idempotent.
@@ -396,14 +443,11 @@ impl Node {
         };
         // Children and waiters hold this node strongly, so only callbacks can be left. While this
         // node was linked, its parent(s) could still have finished it; they now run the callback.
+        let parent = Some(&self.parent).filter(|_| was_linked);
+        let other = self.merge().filter(|_| other_linked).map(|merge| &merge.other);
         for dependent in inner.dependents.drain() {
-            let Dependent::Callback(callback) = dependent else { continue };
-            let mut attached = was_linked && callback.attach(&self.parent);
-            if let Some(merge) = self.merge().filter(|_| other_linked) {
-                attached |= callback.attach(&merge.other);
-            }
-            if !attached {
-                callback.release();
+            if let Dependent::Callback(callback) = dependent {
+                callback.move_out_of(self, [parent, other]);
             }
         }
     }
@@ -457,17 +501,38 @@ fn release_chain(parent: Context, other: Option<Context>) {
     }
 }
 
-/// Runs callbacks outside any lock; a panic in one does not keep the others from running.
-pub(crate) fn run_callbacks(callbacks: Vec<Arc<Callback>>) {
-    let mut first_panic = None;
-    for callback in callbacks {
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| callback.run())) {
-            first_panic.get_or_insert(payload);
+/// What a finished subtree must be told, collected while marking it (invariant 7).
+#[derive(Default)]
+pub(crate) struct Wakeups {
+    wakers: Vec<Waker>,
+    threads: Vec<Thread>,
+    pub(crate) callbacks: Vec<Arc<Callback>>,
+}
+
+impl Wakeups {
+    /// Wakes every waiter, then runs every callback, outside any lock. A panic in one (a
+    /// `Waker::wake` or a callback) does not keep the others from running; the first panic is
+    /// resumed at the end, unless this thread is already panicking (the hook has reported it).
+    pub(crate) fn deliver(self) {
+        let mut first_panic = None;
+        let mut guard = |f: &mut dyn FnMut()| {
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
+                first_panic.get_or_insert(payload);
+            }
+        };
+        for waker in self.wakers {
+            guard(&mut || waker.wake_by_ref());
         }
-    }
-    if let Some(payload) = first_panic {
-        if !std::thread::panicking() {
-            panic::resume_unwind(payload);
+        for thread in self.threads {
+            thread.unpark();
+        }
+        for callback in self.callbacks {
+            guard(&mut || callback.run());
+        }
+        if let Some(payload) = first_panic {
+            if !std::thread::panicking() {
+                panic::resume_unwind(payload);
+            }
         }
     }
 }

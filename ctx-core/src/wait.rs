@@ -187,13 +187,17 @@ impl Future for Done {
             return Poll::Ready(());
         }
         let dependents = &mut inner_mut(&mut guard).dependents;
+        let mut replaced = None;
         if this.key == NOT_LINKED {
             this.key = to_key(dependents.insert(Dependent::Waker(cx.waker().clone())));
         } else if let Some(Dependent::Waker(waker)) = dependents.get_mut(this.key as usize) {
             if !waker.will_wake(cx.waker()) {
-                waker.clone_from(cx.waker());
+                replaced = Some(std::mem::replace(waker, cx.waker().clone()));
             }
         }
+        drop(guard);
+        // The old waker may own the last clone of a context: drop it outside the lock.
+        drop(replaced);
         Poll::Pending
     }
 }
