@@ -23,6 +23,13 @@
 
 pub use ctx_core::{AfterFunc, CancelHandle, Cause, Context, Done, DropGuard, Error};
 
+mod cancellable;
+#[doc(hidden)]
+pub use cancellable::__private;
+pub use cancellable::FromCancel;
+#[cfg(feature = "macros")]
+pub use ctx_macros::cancellable;
+
 #[cfg(feature = "tokio")]
 mod group;
 #[cfg(feature = "tokio")]

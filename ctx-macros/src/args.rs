@@ -1,0 +1,139 @@
+//! Parsing of the attribute's arguments: `#[cancellable(ctx = .., on_cancel = .., loops_only,
+//! crate = ..)]`, in any order, each at most once.
+//!
+//! Every bad argument gets its own error spanned on its name, and parsing goes on after it, so a
+//! user sees all of them at once rather than one per build.
+
+use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt as _;
+use syn::parse::{ParseStream, Parser as _};
+use syn::{Expr, Ident, Path, Token};
+
+mod kw {
+    syn::custom_keyword!(ctx);
+    syn::custom_keyword!(on_cancel);
+    syn::custom_keyword!(loops_only);
+}
+
+/// The parsed arguments. Spans of the keywords are kept for later errors.
+#[derive(Default)]
+pub(crate) struct Args {
+    /// `ctx = <expr>`: the context to check, instead of the `Context` parameter.
+    pub(crate) ctx: Option<Expr>,
+    /// `on_cancel = <expr>`: the value to return when the context is done.
+    pub(crate) on_cancel: Option<Expr>,
+    /// `loops_only`: do not race `.await`s, only check loops (the span of the keyword).
+    pub(crate) loops_only: Option<Span>,
+    /// `crate = <path>`: the path of the `ctx` facade, for a renamed dependency.
+    pub(crate) krate: Option<Path>,
+}
+
+const EXPECTED: &str =
+    "expected `ctx = <expr>`, `on_cancel = <expr>`, `loops_only` or `crate = <path>`";
+
+impl Args {
+    /// Parses the tokens between the attribute's parentheses.
+    pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
+        (|input: ParseStream| {
+            let mut args = Args::default();
+            let mut errors = Errors::default();
+            while !input.is_empty() {
+                let lookahead = input.lookahead1();
+                if lookahead.peek(kw::ctx) {
+                    let key = input.parse::<kw::ctx>()?;
+                    let value = parse_value(input, key.span, "ctx")?;
+                    errors.duplicate(&mut args.ctx, value, key.span, "ctx");
+                } else if lookahead.peek(kw::on_cancel) {
+                    let key = input.parse::<kw::on_cancel>()?;
+                    let value = parse_value(input, key.span, "on_cancel")?;
+                    errors.duplicate(&mut args.on_cancel, value, key.span, "on_cancel");
+                } else if lookahead.peek(kw::loops_only) {
+                    let key = input.parse::<kw::loops_only>()?;
+                    if input.peek(Token![=]) {
+                        errors.push(syn::Error::new(
+                            key.span,
+                            "`loops_only` takes no value\nhelp: write `#[cancellable(loops_only)]`",
+                        ));
+                        parse_value(input, key.span, "loops_only")?;
+                    } else {
+                        errors.duplicate(&mut args.loops_only, key.span, key.span, "loops_only");
+                    }
+                } else if lookahead.peek(Token![crate]) {
+                    let key = input.parse::<Token![crate]>()?;
+                    if input.is_empty() || input.peek(Token![,]) {
+                        return Err(syn::Error::new(
+                            key.span,
+                            "`crate` needs a value\nhelp: write `crate = <path>`",
+                        ));
+                    }
+                    input.parse::<Token![=]>()?;
+                    let path = input.call(Path::parse_mod_style)?;
+                    errors.duplicate(&mut args.krate, path, key.span, "crate");
+                } else if input.peek(Ident::peek_any) {
+                    let name = input.call(Ident::parse_any)?;
+                    errors.push(syn::Error::new(
+                        name.span(),
+                        format!("unknown argument `{name}` for #[cancellable]\nhelp: {EXPECTED}"),
+                    ));
+                    // Skip its value, if any, to report the arguments after it too.
+                    if input.peek(Token![=]) {
+                        parse_value(input, name.span(), "")?;
+                    }
+                } else {
+                    return Err(lookahead.error());
+                }
+                if input.is_empty() {
+                    break;
+                }
+                input.parse::<Token![,]>()?;
+            }
+            errors.finish()?;
+            Ok(args)
+        })
+        .parse2(tokens)
+    }
+}
+
+/// `= <expr>` after the argument `name` (spanned at `key`).
+fn parse_value(input: ParseStream, key: Span, name: &str) -> syn::Result<Expr> {
+    if input.is_empty() || input.peek(Token![,]) {
+        return Err(syn::Error::new(
+            key,
+            format!("`{name}` needs a value\nhelp: write `{name} = <expr>`"),
+        ));
+    }
+    input.parse::<Token![=]>()?;
+    input.parse()
+}
+
+/// The errors found so far, reported together.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(errors) => errors.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    /// Stores `value` in `slot`, or reports `name` as given twice (on the second occurrence).
+    fn duplicate<T>(&mut self, slot: &mut Option<T>, value: T, key: Span, name: &str) {
+        if slot.is_some() {
+            self.push(syn::Error::new(
+                key,
+                format!("`{name}` is given twice\nhelp: keep one `{name}` argument"),
+            ));
+        } else {
+            *slot = Some(value);
+        }
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        match self.0 {
+            Some(errors) => Err(errors),
+            None => Ok(()),
+        }
+    }
+}

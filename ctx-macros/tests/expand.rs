@@ -1,0 +1,254 @@
+//! Expansion snapshots: what `#[cancellable]` turns each shape of function into, pretty-printed
+//! so a reviewer can read it (`tests/snapshots/expand__*.snap`, each "you write" then "it
+//! expands to"). After a deliberate change, regenerate with
+//! `INSTA_UPDATE=always cargo test -p ctx-macros --test expand` and review the diff.
+//!
+//! A proc-macro crate exports nothing but its macros, so the three stages are compiled in here
+//! directly; `proc_macro2` runs outside the compiler.
+
+#![allow(missing_docs, dead_code)]
+
+#[path = "../src/args.rs"]
+mod args;
+#[path = "../src/expand.rs"]
+mod expand;
+#[path = "../src/visit.rs"]
+mod visit;
+
+use proc_macro2::TokenStream;
+use quote::ToTokens as _;
+
+/// Runs the macro on `source` (a function carrying `#[cancellable(..)]`), and returns the
+/// source and the expansion, both pretty-printed.
+fn you_write_it_expands_to(source: TokenStream) -> String {
+    let file: syn::File = syn::parse2(source).expect("the snapshot source parses");
+    let mut item = file.items.into_iter().next().expect("one item");
+    let written = prettyplease::unparse(&syn::File {
+        shebang: None,
+        frontmatter: None,
+        attrs: Vec::new(),
+        items: vec![item.clone()],
+    });
+
+    let attrs = match &mut item {
+        syn::Item::Fn(func) => &mut func.attrs,
+        syn::Item::Struct(item) => &mut item.attrs,
+        _ => panic!("snapshots are functions (or a struct, for the error case)"),
+    };
+    let at =
+        attrs.iter().position(|attr| attr.path().is_ident("cancellable")).expect("#[cancellable]");
+    let args = match attrs.remove(at).meta {
+        syn::Meta::List(list) => list.tokens,
+        _ => TokenStream::new(),
+    };
+
+    let output = expand::cancellable(args, item.into_token_stream());
+    let expanded: syn::File = syn::parse2(output.clone())
+        .unwrap_or_else(|err| panic!("the expansion does not parse ({err}):\n{output}"));
+    let expanded = prettyplease::unparse(&expanded);
+    format!("// you write\n{written}\n// it expands to\n{expanded}")
+}
+
+macro_rules! snapshot {
+    ($name:ident: $($source:tt)*) => {
+        #[test]
+        fn $name() {
+            insta::with_settings!({ omit_expression => true }, {
+                insta::assert_snapshot!(you_write_it_expands_to(quote::quote!($($source)*)));
+            });
+        }
+    };
+}
+
+snapshot! { flagship:
+    #[cancellable(on_cancel = println!("{name} got the cancellation signal, stopping"))]
+    async fn task(ctx: Context, name: &str) {
+        loop {
+            println!("{name} is working");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+snapshot! { sync_loops:
+    #[cancellable]
+    fn drain(ctx: &Context, queue: &mut Vec<u32>, rows: &[Vec<u32>]) -> Option<u32> {
+        let mut sum = 0;
+        while let Some(job) = queue.pop() {
+            sum += job;
+        }
+        'rows: for row in rows {
+            for cell in row {
+                if *cell == 0 {
+                    continue 'rows;
+                }
+                sum += cell;
+            }
+        }
+        let first_big = loop {
+            if sum > 10 {
+                break sum;
+            }
+            sum += 1;
+        };
+        Some(first_big)
+    }
+}
+
+snapshot! { result_default_value:
+    #[cancellable]
+    fn parse_all(ctx: &Context, lines: &[&str]) -> Result<Vec<u32>, std::io::Error> {
+        let mut out = Vec::new();
+        for line in lines {
+            out.push(line.len() as u32);
+        }
+        Ok(out)
+    }
+}
+
+snapshot! { await_in_loop_condition:
+    #[cancellable]
+    async fn consume(ctx: &Context, rx: &mut Receiver<u32>) -> Result<u32, Error> {
+        let mut total = 0;
+        while let Some(n) = rx.recv().await {
+            total += n;
+        }
+        Ok(total)
+    }
+}
+
+snapshot! { method_with_explicit_context:
+    #[cancellable(ctx = self.ctx, on_cancel = self.stopped += 1)]
+    fn poll(&mut self) {
+        loop {
+            self.ticks += 1;
+        }
+    }
+}
+
+snapshot! { loops_only:
+    #[cancellable(loops_only)]
+    async fn flush(ctx: Context, file: &mut File, chunks: Vec<Vec<u8>>) -> io::Result<()> {
+        for chunk in chunks {
+            file.write_all(&chunk).await?;
+        }
+        Ok(())
+    }
+}
+
+snapshot! { not_cancellable_marker:
+    #[cancellable]
+    async fn commit(ctx: Context, tx: Transaction, rows: Vec<Row>) -> Result<(), Error> {
+        for row in rows {
+            tx.insert(row).await?;
+        }
+        #[not_cancellable]
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+snapshot! { where_it_stops:
+    #[cancellable]
+    async fn stops(ctx: Context, items: Vec<u32>) {
+        let doubled: Vec<u32> = items.iter().map(|x| {
+            let mut y = *x;
+            while y < 100 { y *= 2; }
+            y
+        }).collect();
+        let later = async move {
+            loop { tokio::task::yield_now().await; }
+        };
+        fn helper() {
+            loop {}
+        }
+        tokio::select! {
+            _ = later => {}
+        }
+        let _ = vec![doubled];
+    }
+}
+
+// What `#[async_trait]` (0.1.92) makes of `#[cancellable] async fn serve(&self, ctx: Context)
+// -> Option<u32> { loop { self.tick().await; } }` before `#[cancellable]` runs.
+snapshot! { async_trait_shape:
+    #[cancellable]
+    fn serve<'life0, 'async_trait>(
+        &'life0 self,
+        ctx: Context,
+    ) -> ::core::pin::Pin<Box<dyn ::core::future::Future<Output = Option<u32>> + ::core::marker::Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            if let ::core::option::Option::Some(__ret) = ::core::option::Option::None::<Option<u32>> {
+                #[allow(unreachable_code)]
+                return __ret;
+            }
+            let __self = self;
+            let ctx = ctx;
+            let __ret: Option<u32> = {
+                loop {
+                    __self.tick().await;
+                }
+            };
+            #[allow(unreachable_code)]
+            __ret
+        })
+    }
+}
+
+// The same for `#[cancellable(ctx = self.ctx, on_cancel = self.stopped)] async fn
+// drain(&mut self) -> u32`: the context is taken before `self` moves into the future, and
+// `on_cancel` follows `self` into `__self`.
+snapshot! { async_trait_self:
+    #[cancellable(ctx = self.ctx, on_cancel = self.stopped)]
+    fn drain<'life0, 'async_trait>(
+        &'life0 mut self,
+    ) -> ::core::pin::Pin<Box<dyn ::core::future::Future<Output = u32> + ::core::marker::Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            if let ::core::option::Option::Some(__ret) = ::core::option::Option::None::<u32> {
+                #[allow(unreachable_code)]
+                return __ret;
+            }
+            let mut __self = self;
+            let __ret: u32 = {
+                __self.queue.clear();
+                0
+            };
+            #[allow(unreachable_code)]
+            __ret
+        })
+    }
+}
+
+snapshot! { generics_and_renamed_crate:
+    #[cancellable(crate = my_ctx, on_cancel = Vec::new().into_iter())]
+    pub fn evens<'a, T, I>(ctx: &'a mut my_ctx::Context, items: I) -> impl Iterator<Item = T> + 'a
+    where
+        T: Copy + 'a,
+        I: IntoIterator<Item = (bool, T)>,
+    {
+        let mut kept = Vec::new();
+        for (even, item) in items {
+            if even {
+                kept.push(item);
+            }
+        }
+        kept.into_iter()
+    }
+}
+
+snapshot! { error_keeps_the_function:
+    #[cancellable(on_cancle = 0)]
+    fn typo(ctx: &Context) -> u32 {
+        #[not_cancellable]
+        let x = 1;
+        x
+    }
+}

@@ -1,0 +1,14 @@
+use ctx::cancellable;
+
+struct Worker {
+    name: String,
+}
+
+impl Worker {
+    #[cancellable(ctx = self.name)]
+    fn run(&self) -> Option<()> {
+        Some(())
+    }
+}
+
+fn main() {}

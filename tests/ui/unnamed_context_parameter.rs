@@ -1,0 +1,8 @@
+use ctx::{Context, cancellable};
+
+#[cancellable]
+fn ignore(_: Context) -> Option<()> {
+    Some(())
+}
+
+fn main() {}
