@@ -804,7 +804,6 @@ fn a_waker_that_derives_from_the_cancelled_context() {
 /// A waker on the parent that calls the parent's `cancel()` again from inside its wake-up (a
 /// second call while the first is still running) must not return before the subtree is done.
 #[test]
-#[ignore = "bug: a cancel() that loses to a running cancel returns before the subtree is done"]
 fn a_second_cancel_from_inside_a_wake_returns_after_the_subtree_is_done() {
     let (parent, handle) = Context::background().with_cancel();
     let again = handle.clone();
@@ -833,7 +832,6 @@ fn a_second_cancel_from_inside_a_wake_returns_after_the_subtree_is_done() {
 /// The thread version of the same contract: two threads cancel the same context; the one that
 /// loses must still return only after the whole (deep) subtree is done.
 #[test]
-#[ignore = "bug: a cancel() that loses to a running cancel returns before the subtree is done"]
 fn a_losing_concurrent_cancel_returns_after_the_subtree_is_done() {
     let depth = scaled(200_000, 100_000);
     let mut failures = 0;
@@ -895,7 +893,6 @@ fn an_ancestor_cancel_returns_after_a_descendants_concurrent_cancel_is_done() {
 /// out of the outer cancel: the outer context's other children must still end done, not be left
 /// drained-but-live forever.
 #[test]
-#[ignore = "bug: a panic escaping a waker's wake() leaves the rest of the subtree live forever"]
 fn a_panic_escaping_a_wake_does_not_leave_the_subtree_half_cancelled() {
     let (parent, handle) = Context::background().with_cancel();
     let (other, other_handle) = Context::background().with_cancel();

@@ -191,7 +191,6 @@ fn stopped_and_moved_callbacks_leave_nothing() {
 /// Once it has run (one parent finished) or been stopped, the other, long-lived parent must not
 /// keep its registration: per request, that is a leak in the server.
 #[test]
-#[ignore = "bug: a dropped merge's callback stays registered in the other parent after it ran or was stopped"]
 fn a_dropped_merges_callback_leaves_nothing_in_the_long_lived_parent() {
     let _serial = serial();
     let (server, server_handle) = Context::background().with_cancel();

@@ -348,7 +348,6 @@ fn run_drops_the_future_when_cancellation_wins() {
 /// context (as a task that only its waker keeps alive would be), dropping it drops the child,
 /// which unlinks itself from the parent, which takes the parent's lock.
 #[test]
-#[ignore = "bug: Done::poll drops the replaced waker under the node lock (deadlock if its drop touches that context)"]
 fn replacing_a_waker_whose_drop_releases_a_child_does_not_deadlock() {
     let (parent, handle) = Context::background().with_cancel();
     let poller = parent.clone();
