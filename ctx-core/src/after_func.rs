@@ -142,15 +142,18 @@ impl Callback {
         if !node.cancellable() && !node.is_done() {
             return false;
         }
-        if lock(&self.inner).status != Status::Pending {
-            return true;
-        }
         {
+            // Node lock, then callback lock (the one allowed nesting): checking the status,
+            // inserting and recording the home in one critical section, so a concurrent `stop`
+            // either sees the new home or makes this a no-op.
             let mut guard = node.lock();
             if !node.is_done_locked(&guard) {
-                let dependents = &mut inner_mut(&mut guard).dependents;
-                let key = to_key(dependents.insert(Dependent::Callback(self.clone())));
-                lock(&self.inner).homes.push((Arc::downgrade(node), key));
+                let mut inner = lock(&self.inner);
+                if inner.status == Status::Pending {
+                    let dependents = &mut inner_mut(&mut guard).dependents;
+                    let key = to_key(dependents.insert(Dependent::Callback(self.clone())));
+                    inner.homes.push((Arc::downgrade(node), key));
+                }
                 return true;
             }
         }

@@ -224,6 +224,11 @@ impl Default for Context {
 }
 
 /// Go's chain form, root first: `context.Background.WithCancel.WithValue(my_app::RequestId)`.
+/// A merged context shows its second parent in full: `....Merge(context.Background.WithCancel)`.
+/// Deadlines show the instant and the time left: `....WithDeadline(Instant { .. } [4.99s])`.
+///
+/// The walk uses an explicit stack: long chains and deeply nested merges cannot overflow the
+/// thread's stack.
 ///
 /// ```
 /// let (ctx, _h) = ctx::Context::background().with_value(5u8).with_cancel();
@@ -231,26 +236,42 @@ impl Default for Context {
 /// ```
 impl fmt::Display for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut layers = Vec::new();
-        let mut current = self;
-        let mut root = "context.Background";
-        while let Some(node) = current.node() {
-            if let KindRef::Todo = node.kind() {
-                root = "context.TODO";
-                break;
-            }
-            layers.push(node);
-            current = &node.parent;
+        /// What is left to print, last piece on top.
+        enum Piece<'a> {
+            Chain(&'a Context),
+            Layer(&'a Node),
+            Close,
         }
-        f.write_str(root)?;
-        for node in layers.into_iter().rev() {
-            match node.kind() {
-                KindRef::Cancel => f.write_str(".WithCancel")?,
-                KindRef::Deadline(deadline) => deadline.fmt_layer(f)?,
-                KindRef::Value(_, type_name) => write!(f, ".WithValue({type_name})")?,
-                KindRef::WithoutCancel => f.write_str(".WithoutCancel")?,
-                KindRef::Merge(merge) => write!(f, ".Merge({})", merge.other)?,
-                KindRef::Todo => unreachable!("the walk stops at the todo root"),
+        let mut pieces = vec![Piece::Chain(self)];
+        while let Some(piece) = pieces.pop() {
+            match piece {
+                Piece::Chain(ctx) => {
+                    // Push this chain's layers newest first, so they pop oldest first.
+                    let mut current = ctx;
+                    let mut root = "context.Background";
+                    while let Some(node) = current.node() {
+                        if let KindRef::Todo = node.kind() {
+                            root = "context.TODO";
+                            break;
+                        }
+                        if let KindRef::Merge(merge) = node.kind() {
+                            pieces.push(Piece::Close);
+                            pieces.push(Piece::Chain(&merge.other));
+                        }
+                        pieces.push(Piece::Layer(node));
+                        current = &node.parent;
+                    }
+                    f.write_str(root)?;
+                }
+                Piece::Layer(node) => match node.kind() {
+                    KindRef::Cancel => f.write_str(".WithCancel")?,
+                    KindRef::Deadline(deadline) => deadline.fmt_layer(f)?,
+                    KindRef::Value(_, type_name) => write!(f, ".WithValue({type_name})")?,
+                    KindRef::WithoutCancel => f.write_str(".WithoutCancel")?,
+                    KindRef::Merge(_) => f.write_str(".Merge(")?,
+                    KindRef::Todo => unreachable!("a chain stops at the todo root"),
+                },
+                Piece::Close => f.write_str(")")?,
             }
         }
         Ok(())

@@ -59,15 +59,17 @@ pub(crate) fn key(deadline: Instant) -> Key {
 pub(crate) fn insert(key: Key, node: Weak<Node>) {
     let timer = timer();
     let mut state = lock(timer);
-    let earliest = state.entries.first_key_value().is_none_or(|(first, _)| key < *first);
-    state.entries.insert(key, node);
     if !state.started {
+        // Started before the first entry goes in: if the OS refuses, nothing is left behind.
         std::thread::Builder::new()
             .name("ctx-timer".into())
             .spawn(move || run(timer))
             .expect("ctx: cannot start the deadline timer thread");
         state.started = true;
-    } else if earliest {
+    }
+    let earliest = state.entries.first_key_value().is_none_or(|(first, _)| key < *first);
+    state.entries.insert(key, node);
+    if earliest {
         timer.wake.notify_one();
     }
 }
@@ -98,11 +100,14 @@ fn run(timer: &'static Timer) {
         if !due.is_empty() {
             drop(state);
             for node in due {
-                if let Some(node) = node.upgrade() {
-                    // A panicking `after_func` callback must not stop the timer; the panic hook
-                    // has already reported it.
-                    let _ = panic::catch_unwind(AssertUnwindSafe(|| node.fire_deadline()));
-                }
+                // A panicking callback, or a panicking `Drop` of a value released when this
+                // thread drops the last clone, must not kill the timer: every later deadline
+                // depends on it. The panic hook has already reported the panic.
+                let _ = panic::catch_unwind(AssertUnwindSafe(move || {
+                    if let Some(node) = node.upgrade() {
+                        node.fire_deadline();
+                    }
+                }));
             }
             state = lock(timer);
             continue;

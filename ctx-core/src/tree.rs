@@ -208,27 +208,27 @@ impl Node {
             Kind::WithoutCancel => (false, WITHOUT_CANCEL, None),
         };
         let own = if own_handle { CANCELLABLE } else { 0 };
-        match parent.node() {
-            Some(p) if p.cancellable() && flags & WITHOUT_CANCEL == 0 => {
-                // The parent's lock is held until the child is fully built: a concurrent cancel
-                // of the parent must not find a `Weak` it cannot upgrade yet (invariant 2).
-                let mut guard = p.lock();
-                Arc::new_cyclic(|weak| {
-                    let (state, key) = match p.state.load(Ordering::Relaxed) {
-                        LIVE => {
-                            let dependents = &mut inner_mut(&mut guard).dependents;
-                            (LIVE, to_key(dependents.insert(Dependent::Child(weak.clone()))))
-                        }
-                        done => (
-                            (done & ERR_MASK) | (Source::Parent.bits() << SOURCE_SHIFT),
-                            NOT_LINKED,
-                        ),
-                    };
-                    Node::new(flags | CANCELLABLE, state, key, parent.clone(), layer)
-                })
+        let linked = parent.node().filter(|p| p.cancellable() && flags & WITHOUT_CANCEL == 0);
+        let flags = if linked.is_some() { flags | CANCELLABLE } else { flags | own };
+        // Built (and allocated) before taking the parent's lock; nobody else can see it until the
+        // `Weak` is in the parent's dependents, and a cancel that finds it there can upgrade it.
+        let child = Arc::new(Node::new(flags, LIVE, NOT_LINKED, parent.clone(), layer));
+        if let Some(p) = linked {
+            let mut guard = p.lock();
+            match p.state.load(Ordering::Relaxed) {
+                LIVE => {
+                    let dependents = &mut inner_mut(&mut guard).dependents;
+                    let key = to_key(dependents.insert(Dependent::Child(Arc::downgrade(&child))));
+                    child.parent_key.store(key, Ordering::Relaxed);
+                }
+                // Born done, with the parent's error and (by reference) its cause.
+                done => {
+                    let state = (done & ERR_MASK) | (Source::Parent.bits() << SOURCE_SHIFT);
+                    child.state.store(state, Ordering::Relaxed);
+                }
             }
-            _ => Arc::new(Node::new(flags | own, LIVE, NOT_LINKED, parent.clone(), layer)),
         }
+        child
     }
 
     pub(crate) fn kind(&self) -> KindRef<'_> {
@@ -354,11 +354,9 @@ impl Node {
             self.wait_for_propagation();
             return;
         };
-        // The root of a cancel leaves its parents at once (Go's removeChild); descendants were
-        // drained by their parents and leave only on drop.
-        self.unlink();
         // No vector allocates unless there is a waiter, a callback or a child with dependents.
         let mut wakeups = Wakeups::default();
+        let mut nested = Vec::new();
         let mut stack: Vec<(*const Node, Slab<Dependent>)> = Vec::new();
         let mut next = Some((self as *const Node, first));
         while let Some((owner, mut dependents)) = next.take().or_else(|| stack.pop()) {
@@ -374,7 +372,13 @@ impl Node {
                         if let Some(more) = child.finish(err, source, false) {
                             child.release_timer();
                             stack.push((Arc::as_ptr(&child), more));
+                        } else if from_parent && child.is_propagating() {
+                            // A concurrent cancel started at this child is marking its subtree.
+                            nested.push(child.clone());
                         }
+                        // Dropping the last clone runs user code (values' `Drop`, moved
+                        // callbacks): a panic there must not stop the marking half-way.
+                        wakeups.guard(move || drop(child));
                     }
                     Dependent::Waker(waker) => wakeups.wakers.push(waker),
                     Dependent::Thread(thread) => wakeups.threads.push(thread),
@@ -382,9 +386,29 @@ impl Node {
                 }
             }
         }
+        // Nested cancels are rooted strictly below this one and only ever wait further down, so
+        // these waits cannot form a cycle. Foreign code has not run yet: none waits for us.
+        for child in nested {
+            child.wait_until_marked();
+        }
         // Release: whoever sees the bit cleared sees every descendant's state stored above.
         self.state.fetch_and(!PROPAGATING, Ordering::Release);
+        // The root of a cancel leaves its parents only now (Go's removeChild comes last too): an
+        // ancestor cancelled meanwhile must find it, see the bit and wait for the subtree.
+        // Descendants were drained by their parents and leave only on drop.
+        self.unlink();
         wakeups.deliver();
+    }
+
+    fn is_propagating(&self) -> bool {
+        self.state.load(Ordering::Acquire) & PROPAGATING != 0
+    }
+
+    /// Waits until the cancel rooted at this node (if any) has marked its subtree.
+    fn wait_until_marked(&self) {
+        while self.is_propagating() {
+            yield_now();
+        }
     }
 
     /// Waits until no cancel is still marking the subtree this node belongs to: follows the
@@ -394,12 +418,8 @@ impl Node {
     fn wait_for_propagation(&self) {
         let mut node = self;
         loop {
-            let mut state = node.state.load(Ordering::Acquire);
-            while state & PROPAGATING != 0 {
-                yield_now();
-                state = node.state.load(Ordering::Acquire);
-            }
-            match node.finished_by(state) {
+            node.wait_until_marked();
+            match node.finished_by(node.state.load(Ordering::Acquire)) {
                 Some(up) => node = up,
                 None => return,
             }
@@ -503,33 +523,35 @@ fn release_chain(parent: Context, other: Option<Context>) {
 
 /// What a finished subtree must be told, collected while marking it (invariant 7).
 #[derive(Default)]
-pub(crate) struct Wakeups {
+struct Wakeups {
     wakers: Vec<Waker>,
     threads: Vec<Thread>,
-    pub(crate) callbacks: Vec<Arc<Callback>>,
+    callbacks: Vec<Arc<Callback>>,
+    first_panic: Option<Box<dyn Any + Send>>,
 }
 
 impl Wakeups {
+    /// Runs foreign code, keeping its panic (the first one) for the end.
+    fn guard(&mut self, f: impl FnOnce()) {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
+            self.first_panic.get_or_insert(payload);
+        }
+    }
+
     /// Wakes every waiter, then runs every callback, outside any lock. A panic in one (a
     /// `Waker::wake` or a callback) does not keep the others from running; the first panic is
     /// resumed at the end, unless this thread is already panicking (the hook has reported it).
-    pub(crate) fn deliver(self) {
-        let mut first_panic = None;
-        let mut guard = |f: &mut dyn FnMut()| {
-            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
-                first_panic.get_or_insert(payload);
-            }
-        };
-        for waker in self.wakers {
-            guard(&mut || waker.wake_by_ref());
+    fn deliver(mut self) {
+        for waker in mem::take(&mut self.wakers) {
+            self.guard(|| waker.wake());
         }
-        for thread in self.threads {
+        for thread in mem::take(&mut self.threads) {
             thread.unpark();
         }
-        for callback in self.callbacks {
-            guard(&mut || callback.run());
+        for callback in mem::take(&mut self.callbacks) {
+            self.guard(|| callback.run());
         }
-        if let Some(payload) = first_panic {
+        if let Some(payload) = self.first_panic {
             if !std::thread::panicking() {
                 panic::resume_unwind(payload);
             }
