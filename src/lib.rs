@@ -28,7 +28,7 @@ mod cancellable;
 pub use cancellable::__private;
 pub use cancellable::FromCancel;
 #[cfg(feature = "macros")]
-pub use ctx_macros::cancellable;
+pub use cancellable::cancellable;
 
 #[cfg(feature = "tokio")]
 mod group;

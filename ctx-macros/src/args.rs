@@ -34,63 +34,70 @@ const EXPECTED: &str =
 impl Args {
     /// Parses the tokens between the attribute's parentheses.
     pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
-        (|input: ParseStream| {
-            let mut args = Args::default();
-            let mut errors = Errors::default();
-            while !input.is_empty() {
-                let lookahead = input.lookahead1();
-                if lookahead.peek(kw::ctx) {
-                    let key = input.parse::<kw::ctx>()?;
-                    let value = parse_value(input, key.span, "ctx")?;
-                    errors.duplicate(&mut args.ctx, value, key.span, "ctx");
-                } else if lookahead.peek(kw::on_cancel) {
-                    let key = input.parse::<kw::on_cancel>()?;
-                    let value = parse_value(input, key.span, "on_cancel")?;
-                    errors.duplicate(&mut args.on_cancel, value, key.span, "on_cancel");
-                } else if lookahead.peek(kw::loops_only) {
-                    let key = input.parse::<kw::loops_only>()?;
-                    if input.peek(Token![=]) {
-                        errors.push(syn::Error::new(
-                            key.span,
-                            "`loops_only` takes no value\nhelp: write `#[cancellable(loops_only)]`",
-                        ));
-                        parse_value(input, key.span, "loops_only")?;
-                    } else {
-                        errors.duplicate(&mut args.loops_only, key.span, key.span, "loops_only");
-                    }
-                } else if lookahead.peek(Token![crate]) {
-                    let key = input.parse::<Token![crate]>()?;
-                    if input.is_empty() || input.peek(Token![,]) {
-                        return Err(syn::Error::new(
-                            key.span,
-                            "`crate` needs a value\nhelp: write `crate = <path>`",
-                        ));
-                    }
-                    input.parse::<Token![=]>()?;
-                    let path = input.call(Path::parse_mod_style)?;
-                    errors.duplicate(&mut args.krate, path, key.span, "crate");
-                } else if input.peek(Ident::peek_any) {
-                    let name = input.call(Ident::parse_any)?;
+        let mut errors = Errors::default();
+        let parsed = (|input: ParseStream| Args::parse_each(input, &mut errors)).parse2(tokens);
+        // A syntax error stops the parse; it is reported with the errors found before it.
+        if let Err(error) = &parsed {
+            errors.push(error.clone());
+        }
+        errors.finish()?;
+        parsed
+    }
+
+    fn parse_each(input: ParseStream, errors: &mut Errors) -> syn::Result<Args> {
+        let mut args = Args::default();
+        while !input.is_empty() {
+            let lookahead = input.lookahead1();
+            if lookahead.peek(kw::ctx) {
+                let key = input.parse::<kw::ctx>()?;
+                let value = parse_value(input, key.span, "ctx")?;
+                errors.duplicate(&mut args.ctx, value, key.span, "ctx");
+            } else if lookahead.peek(kw::on_cancel) {
+                let key = input.parse::<kw::on_cancel>()?;
+                let value = parse_value(input, key.span, "on_cancel")?;
+                errors.duplicate(&mut args.on_cancel, value, key.span, "on_cancel");
+            } else if lookahead.peek(kw::loops_only) {
+                let key = input.parse::<kw::loops_only>()?;
+                if input.peek(Token![=]) {
                     errors.push(syn::Error::new(
-                        name.span(),
-                        format!("unknown argument `{name}` for #[cancellable]\nhelp: {EXPECTED}"),
+                        key.span,
+                        "`loops_only` takes no value\nhelp: write `#[cancellable(loops_only)]`",
                     ));
-                    // Skip its value, if any, to report the arguments after it too.
-                    if input.peek(Token![=]) {
-                        parse_value(input, name.span(), "")?;
-                    }
+                    parse_value(input, key.span, "loops_only")?;
                 } else {
-                    return Err(lookahead.error());
+                    errors.duplicate(&mut args.loops_only, key.span, key.span, "loops_only");
                 }
-                if input.is_empty() {
-                    break;
+            } else if lookahead.peek(Token![crate]) {
+                let key = input.parse::<Token![crate]>()?;
+                if input.is_empty() || input.peek(Token![,]) {
+                    return Err(syn::Error::new(
+                        key.span,
+                        "`crate` needs a value\nhelp: write `crate = <path>`",
+                    ));
                 }
-                input.parse::<Token![,]>()?;
+                input.parse::<Token![=]>()?;
+                let path = input.call(Path::parse_mod_style)?;
+                errors.duplicate(&mut args.krate, path, key.span, "crate");
+            } else if input.peek(Ident::peek_any) {
+                let name = input.call(Ident::parse_any)?;
+                errors.push(syn::Error::new(
+                    name.span(),
+                    format!("unknown argument `{name}` for #[cancellable]\nhelp: {EXPECTED}"),
+                ));
+                // Skip its value, if any, to report the arguments after it too.
+                if input.peek(Token![=]) {
+                    input.parse::<Token![=]>()?;
+                    input.parse::<Expr>()?;
+                }
+            } else {
+                return Err(lookahead.error());
             }
-            errors.finish()?;
-            Ok(args)
-        })
-        .parse2(tokens)
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(args)
     }
 }
 
@@ -130,8 +137,8 @@ impl Errors {
         }
     }
 
-    fn finish(self) -> syn::Result<()> {
-        match self.0 {
+    fn finish(&mut self) -> syn::Result<()> {
+        match self.0.take() {
             Some(errors) => Err(errors),
             None => Ok(()),
         }

@@ -12,11 +12,19 @@
 //!     let __ctx = ::ctx::__private::context(&ctx);
 //!     '__cancel: {
 //!         if __ctx.is_done() { break '__cancel; }
-//!         return { BODY with its cancellation points };
+//!         let __ret: R = { BODY with its cancellation points };
+//!         #[allow(unreachable_code)]
+//!         return __ret;
 //!     }
 //!     VALUE
 //! }
 //! ```
+//!
+//! `__ctx` is taken once at entry: a copy of a `&Context` parameter (free), otherwise a clone
+//! (one reference-count increment), so the body may move or re-borrow `ctx` and an explicit
+//! `ctx = <expr>` is evaluated once. `let __ret: R` gives the body the same expected
+//! type as a function body (`collect()`, `into()` infer as before; `impl Trait` becomes `_`), and
+//! keeps the `allow` off the body: only the `return` is unreachable when the body never ends.
 //!
 //! Every cancellation point (`visit.rs`) breaks to `'__cancel`, which drops the body's locals and
 //! lands where only the parameters are in scope: `VALUE` is written once, sees the parameters
@@ -79,7 +87,12 @@ fn not_a_function(item: &Item) -> syn::Error {
         Item::Const(item) => (item.const_token.span, "a const"),
         Item::Static(item) => (item.static_token.span, "a static"),
         // `fn f();` in a trait, and anything syn does not model.
-        Item::Verbatim(tokens) if tokens.to_string().contains("fn") => {
+        Item::Verbatim(tokens)
+            if tokens
+                .clone()
+                .into_iter()
+                .any(|token| matches!(&token, TokenTree::Ident(ident) if ident == "fn")) =>
+        {
             (item.span(), "a function without a body")
         }
         _ => (item.span(), "this item"),
@@ -94,11 +107,11 @@ fn not_a_function(item: &Item) -> syn::Error {
 }
 
 /// How the function runs its body.
-enum Shape {
+enum Shape<'a> {
     Sync,
     Async,
     /// A sync fn returning an `async move` block whose output is this type (see the module doc).
-    Future(Type),
+    Future(&'a Type),
 }
 
 /// Everything checked and decided before the function is touched.
@@ -109,6 +122,9 @@ struct Plan {
     ctx: TokenStream,
     /// Whether `ctx` is a parameter (found by its type) rather than a `ctx = <expr>`.
     ctx_is_param: bool,
+    /// Whether that parameter is a `&Context`: then the function's handle is a copy of the
+    /// reference, and entering costs nothing.
+    ctx_is_shared_ref: bool,
     /// The type the body evaluates to, `impl Trait` replaced by `_`.
     ret: Type,
     /// The value returned on cancellation; `None` for `()`.
@@ -135,7 +151,7 @@ impl Plan {
             Shape::Async
         } else {
             match (future_body_ref(&func.block), return_type(&sig.output).and_then(future_output)) {
-                (Some(_), Some(output)) => Shape::Future(output.clone()),
+                (Some(_), Some(output)) => Shape::Future(output),
                 _ => Shape::Sync,
             }
         };
@@ -152,6 +168,7 @@ impl Plan {
             None => quote!(::ctx),
         };
 
+        let mut ctx_is_shared_ref = false;
         let ctx = match &args.ctx {
             Some(expr @ (Expr::Path(_) | Expr::Field(_) | Expr::MethodCall(_) | Expr::Call(_))) => {
                 Some(expr.to_token_stream())
@@ -159,7 +176,10 @@ impl Plan {
             // Parenthesized, so that `&` applies to all of it.
             Some(expr) => Some(quote!((#expr))),
             None => match find_context(func) {
-                Ok(ident) => Some(ident.to_token_stream()),
+                Ok((ident, shared_ref)) => {
+                    ctx_is_shared_ref = shared_ref;
+                    Some(ident.to_token_stream())
+                }
                 Err(error) => {
                     errors.push(error);
                     None
@@ -168,7 +188,7 @@ impl Plan {
         };
 
         let ret = match &shape {
-            Shape::Future(output) => Some(output),
+            Shape::Future(output) => Some(*output),
             Shape::Sync | Shape::Async => return_type(&sig.output),
         };
         let value = match (&args.on_cancel, ret) {
@@ -210,6 +230,7 @@ impl Plan {
             ret,
             ctx: ctx.unwrap_or_default(),
             ctx_is_param: args.ctx.is_none(),
+            ctx_is_shared_ref,
             value,
             race_awaits: args.loops_only.is_none(),
             future_body: matches!(shape, Shape::Future(_)),
@@ -217,16 +238,32 @@ impl Plan {
     }
 
     fn apply(self, mut func: ItemFn) -> TokenStream {
-        let Plan { krate, ctx: user_ctx, ctx_is_param, ret, mut value, race_awaits, future_body } =
-            self;
+        let Plan {
+            krate,
+            ctx: user_ctx,
+            ctx_is_param,
+            ctx_is_shared_ref,
+            ret,
+            mut value,
+            race_awaits,
+            future_body,
+        } = self;
         let (ctx, label) = hygienic_names();
         let mut visitor = InsertChecks { ctx: ctx.clone(), label: label.clone(), race_awaits };
         let check = visitor.check();
-        // `&` takes the span of the user's expression, so that a context of the wrong type is
-        // reported there and not on the attribute.
-        let borrow = quote_spanned!(user_ctx.span()=> &#user_ctx);
-        let enter: Stmt = syn::parse_quote_spanned! {Span::mixed_site()=>
-            let #ctx = #krate::__private::context(#borrow);
+        let enter: Stmt = if ctx_is_shared_ref {
+            // A shared reference cannot be moved out of or mutated through by the body, so a
+            // copy of it is enough: no clone, nothing to drop.
+            syn::parse_quote_spanned! {Span::mixed_site()=>
+                let #ctx: &#krate::__private::Context = #user_ctx;
+            }
+        } else {
+            // `&` takes the span of the user's expression, so that a context of the wrong type
+            // is reported there and not on the attribute.
+            let borrow = quote_spanned!(user_ctx.span()=> &#user_ctx);
+            syn::parse_quote_spanned! {Span::mixed_site()=>
+                let #ctx = #krate::__private::context(#borrow);
+            }
         };
 
         let (body, prelude): (&mut Block, Vec<Stmt>) = if future_body {
@@ -324,7 +361,8 @@ fn replace_self(tokens: TokenStream) -> TokenStream {
 
 /// The parameter whose type is `Context`, `&Context` or `&mut Context` (any path ending in
 /// `Context` without generic arguments, which leaves out `std::task::Context<'_>`).
-fn find_context(func: &ItemFn) -> syn::Result<&proc_macro2::Ident> {
+/// Returns its name, and whether it is a shared reference.
+fn find_context(func: &ItemFn) -> syn::Result<(&proc_macro2::Ident, bool)> {
     let mut found = Vec::new();
     for arg in &func.sig.inputs {
         let FnArg::Typed(arg) = arg else { continue };
@@ -340,7 +378,10 @@ fn find_context(func: &ItemFn) -> syn::Result<&proc_macro2::Ident> {
              context with `#[cancellable(ctx = <expr>)]`, e.g. `ctx = self.ctx`",
         )),
         [arg] => match &*arg.pat {
-            Pat::Ident(pat) if pat.subpat.is_none() && pat.by_ref.is_none() => Ok(&pat.ident),
+            Pat::Ident(pat) if pat.subpat.is_none() && pat.by_ref.is_none() => {
+                let shared_ref = matches!(&*arg.ty, Type::Reference(reference) if reference.mutability.is_none());
+                Ok((&pat.ident, shared_ref))
+            }
             pat => Err(syn::Error::new_spanned(
                 pat,
                 "#[cancellable] needs the context parameter to have a name\n\

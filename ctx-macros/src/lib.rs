@@ -12,9 +12,9 @@ mod visit;
 
 use proc_macro::TokenStream;
 
-/// Makes a function stop when its context is done: every loop iteration checks the context,
-/// and (in an `async fn`) every `.await` races it. Documented in full on the re-export,
-/// `ctx::cancellable`.
+/// *Where this comes from:* the attribute is implemented in the `ctx-macros` crate and
+/// documented on its re-export, `ctx::cancellable`. Depend on `ctx`, not on `ctx-macros`: the
+/// expansion calls into `ctx`.
 #[proc_macro_attribute]
 pub fn cancellable(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::cancellable(args.into(), item.into()).into()
