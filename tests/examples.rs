@@ -173,3 +173,90 @@ fn group() {
     );
     assert_eq!(lines.len(), 1 + 12 + 2, "{lines:#?}");
 }
+
+/// Runs an example, timestamping each stdout line as it arrives. Returns the lines, the exit
+/// status and the run's wall time. Killed (and the test failed) after [`NO_HANG`].
+fn run_example_timed(name: &str) -> (Vec<(Duration, String)>, std::process::ExitStatus, Duration) {
+    use std::io::BufRead;
+    let binary = build_example(name);
+    let started = Instant::now();
+    let mut child = Command::new(&binary)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let reader = std::thread::spawn(move || {
+        stdout
+            .lines()
+            .map(|line| (started.elapsed(), line.expect("utf-8 output")))
+            .collect::<Vec<_>>()
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the example") {
+            break status;
+        }
+        if started.elapsed() > NO_HANG {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("example `{name}` still running after {NO_HANG:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = started.elapsed();
+    (reader.join().expect("reader thread"), status, elapsed)
+}
+
+/// The seed program's contract, for `tasks` and `threads`: every task runs about four rounds,
+/// the signal is sent once, every task prints its stop line after it and never runs again, the
+/// process exits successfully right after, and the stop lines follow the signal promptly.
+fn check_seed_program(name: &str) {
+    let (lines, status, elapsed) = run_example_timed(name);
+    assert!(status.success(), "{name} exited with {status}");
+    let text: Vec<&str> = lines.iter().map(|(_, line)| line.as_str()).collect();
+    let signals: Vec<usize> =
+        (0..text.len()).filter(|&i| text[i] == "Sending cancellation signal").collect();
+    assert_eq!(signals.len(), 1, "one signal line in {text:#?}");
+    let (signal_at, signal) = (lines[signals[0]].0, signals[0]);
+    let mut worst = Duration::ZERO;
+    for task in ["task1", "task2", "task3"] {
+        let running = format!("{task} is running");
+        let stopping = format!("{task} got the cancellation signal, stopping");
+        let stops: Vec<usize> = (0..text.len()).filter(|&i| text[i] == stopping).collect();
+        assert_eq!(stops.len(), 1, "{task} stops exactly once: {text:#?}");
+        assert!(stops[0] > signal, "{task} stopped before the signal: {text:#?}");
+        assert!(
+            text[stops[0]..].iter().all(|line| *line != running),
+            "{task} ran after its stop line: {text:#?}"
+        );
+        // Go's output has four rounds per task; a round whose sleep ends in the same timer tick
+        // as main's may print a fifth before the signal.
+        let rounds = text[..signal].iter().filter(|line| **line == running).count();
+        assert!((4..=5).contains(&rounds), "{task} ran {rounds} rounds: {text:#?}");
+        worst = worst.max(lines[stops[0]].0 - signal_at);
+    }
+    let known = |line: &str| {
+        line == "Sending cancellation signal"
+            || ["task1", "task2", "task3"].iter().any(|task| {
+                line == format!("{task} is running")
+                    || line == format!("{task} got the cancellation signal, stopping")
+            })
+    };
+    assert!(text.iter().all(|line| known(line)), "no other lines: {text:#?}");
+    // Generous bounds only (shared machines): the point is "stops promptly, exits at once",
+    // not a latency figure; README.md reports the measured one.
+    assert!(worst < Duration::from_secs(1), "a task took {worst:?} to stop");
+    assert!(elapsed < Duration::from_secs(10), "{name} took {elapsed:?}");
+    eprintln!("{name}: slowest stop line {worst:?} after the signal; exited after {elapsed:?}");
+}
+
+#[test]
+fn tasks_stops_every_task_at_the_signal_and_exits() {
+    check_seed_program("tasks");
+}
+
+#[test]
+fn threads_stops_every_task_at_the_signal_and_exits() {
+    check_seed_program("threads");
+}
