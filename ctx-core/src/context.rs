@@ -145,6 +145,7 @@ impl Context {
     /// ```
     /// assert_eq!(ctx::Context::background().err(), None);
     /// ```
+    #[inline]
     pub fn err(&self) -> Option<Error> {
         self.node().and_then(|node| node.err())
     }

@@ -286,6 +286,7 @@ impl Node {
         self.flags & CANCELLABLE != 0
     }
 
+    #[inline]
     pub(crate) fn err(&self) -> Option<Error> {
         match self.state.load(Ordering::Acquire) {
             LIVE => None,
