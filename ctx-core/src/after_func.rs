@@ -21,6 +21,16 @@ use crate::tree::{Dependent, Node, inner_mut, remove_dependent, to_key};
 ///
 /// Dropping an `AfterFunc` neither stops nor detaches the function: calling `stop` is optional,
 /// as in Go.
+///
+/// ```
+/// use std::sync::mpsc;
+///
+/// let (ctx, handle) = ctx::Context::background().with_cancel();
+/// let (tx, rx) = mpsc::channel();
+/// drop(ctx.after_func(move || tx.send("closed the connection").unwrap()));
+/// handle.cancel(); // runs the function on this thread, after the context is done
+/// assert_eq!(rx.try_recv(), Ok("closed the connection"));
+/// ```
 pub struct AfterFunc {
     callback: Arc<Callback>,
 }

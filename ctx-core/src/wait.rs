@@ -23,18 +23,12 @@ use crate::tree::{Dependent, NOT_LINKED, inner_mut, remove_dependent, to_key};
 /// cancel-safe: dropping it unregisters its waker. It works on any executor.
 ///
 /// ```
-/// # futures_lite_block_on::run(async {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
 /// let (ctx, handle) = ctx::Context::background().with_cancel();
+/// let done = ctx.done(); // a named, `Send`, `Unpin` future; it owns a clone of `ctx`
 /// handle.cancel();
-/// ctx.done().await; // resolves at once
-/// # });
-/// # mod futures_lite_block_on {
-/// #     pub fn run<F: std::future::Future>(f: F) -> F::Output {
-/// #         let waker = std::task::Waker::noop();
-/// #         let mut cx = std::task::Context::from_waker(&waker);
-/// #         let mut f = std::pin::pin!(f);
-/// #         loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
-/// #     }
+/// done.await; // resolves at once: the context is done
 /// # }
 /// ```
 #[must_use = "futures do nothing unless polled"]
@@ -47,10 +41,19 @@ pub struct Done {
 impl Context {
     /// A future that resolves once this context is done. See [`Done`].
     ///
-    /// ```no_run
-    /// # async fn serve(ctx: ctx::Context) {
-    /// ctx.done().await;
-    /// println!("stopping: {}", ctx.err().unwrap());
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (ctx, handle) = ctx::Context::background().with_cancel();
+    /// let server = tokio::spawn({
+    ///     let ctx = ctx.clone();
+    ///     async move {
+    ///         ctx.done().await;
+    ///         format!("stopping: {}", ctx.err().unwrap())
+    ///     }
+    /// });
+    /// handle.cancel();
+    /// assert_eq!(server.await.unwrap(), "stopping: context canceled");
     /// # }
     /// ```
     pub fn done(&self) -> Done {
@@ -89,10 +92,17 @@ impl Context {
     /// Cancel-safety is the future's: when cancellation wins, the future is dropped where it was
     /// suspended, exactly as in a `select!` branch.
     ///
-    /// ```no_run
-    /// # async fn demo(ctx: ctx::Context) -> Result<(), ctx::Error> {
-    /// let line = ctx.run(async { "a slow read".to_string() }).await?;
-    /// # Ok(()) }
+    /// ```
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (ctx, handle) = ctx::Context::background().with_cancel();
+    /// assert_eq!(ctx.run(async { 42 }).await, Ok(42));
+    ///
+    /// handle.cancel();
+    /// let slow = tokio::time::sleep(Duration::from_secs(3600));
+    /// assert_eq!(ctx.run(slow).await, Err(ctx::Error::Canceled)); // returns at once
+    /// # }
     /// ```
     pub async fn run<F>(&self, future: F) -> Result<F::Output, Error>
     where
