@@ -432,21 +432,19 @@ fn build_random_tree(rng: &mut Rng, size: usize) -> Vec<Built> {
 #[test]
 fn simultaneous_cancels_of_a_random_tree_from_many_threads() {
     const THREADS: usize = 4;
-    let size = scaled(3000, 800);
-    for seed in 0..scaled(40, 12) as u64 {
+    let size = scaled(3000, 1500);
+    for seed in 0..scaled(40, 30) as u64 {
         let mut rng = Rng::new(seed);
         let nodes = build_random_tree(&mut rng, size);
         let cancellable: Vec<usize> = (0..size).filter(|&i| nodes[i].handle.is_some()).collect();
         // Each thread cancels its own random picks; picks overlap on purpose.
         let mut plans: Vec<Vec<(usize, u64)>> = vec![Vec::new(); THREADS];
         let mut causes_of: Vec<HashSet<u64>> = vec![HashSet::new(); size];
-        let mut next_cause = 0;
-        for _ in 0..size / 10 {
+        for next_cause in 0..(size / 10) as u64 {
             let target = cancellable[rng.below(cancellable.len())];
             let thread = rng.below(THREADS);
             // One in four is a plain cancel(), whose cause is `Canceled` (label u64::MAX).
             let cause = if rng.chance(25) { u64::MAX } else { next_cause };
-            next_cause += 1;
             plans[thread].push((target, cause));
             causes_of[target].insert(cause);
         }
