@@ -74,6 +74,11 @@ impl Context {
     /// could still have finished it (a dropped context's own deadline goes with it), and is
     /// dropped when none could.
     ///
+    /// **Do not capture this context (or a descendant) in `f`.** That is a reference cycle, as
+    /// with `Rc`: the context then lives until `f` runs or is [stopped](AfterFunc::stop), even
+    /// after its handle and every other clone are gone, and with it `f` and its captures. Capture
+    /// what `f` needs instead (values, the parent, a channel), or call `stop()` when done.
+    ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering};
     /// use std::sync::Arc;
@@ -171,16 +176,19 @@ impl Callback {
         true
     }
 
-    /// Called while `node` is dropped before it was done: registers this callback on `targets`
-    /// (the parents that could still have finished `node`), forgets `node` as a home, and
-    /// releases the callback if no home is left.
-    pub(crate) fn move_out_of(self: &Arc<Self>, node: &Node, targets: [Option<&Context>; 2]) {
+    /// Called while a node is dropped before it was done: registers this callback on `targets`
+    /// (the parents that could still have finished that node), forgets every home that is being
+    /// or has been dropped (that node among them), and releases the callback if no home is left.
+    ///
+    /// Homes are recognised by their strong count, not their address: the dropped node may have
+    /// been moved out of its `Arc` (`release_chain`) before it gets here.
+    pub(crate) fn move_out_of(self: &Arc<Self>, targets: [Option<&Context>; 2]) {
         for target in targets.into_iter().flatten() {
             self.attach(target);
         }
         let released = {
             let mut inner = lock(&self.inner);
-            inner.homes.retain(|(home, _)| !std::ptr::eq(home.as_ptr(), node));
+            inner.homes.retain(|(home, _)| home.strong_count() > 0);
             if inner.homes.is_empty() && inner.status == Status::Pending {
                 inner.status = Status::Released;
                 inner.f.take()

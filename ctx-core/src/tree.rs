@@ -377,9 +377,10 @@ impl Node {
                             // A concurrent cancel started at this child is marking its subtree.
                             nested.push(child.clone());
                         }
-                        // Dropping the last clone runs user code (values' `Drop`, moved
-                        // callbacks): a panic there must not stop the marking half-way.
-                        wakeups.guard(move || drop(child));
+                        // If this is the last clone, dropping it runs user code (values' `Drop`,
+                        // moved callbacks) that may cancel inside this very subtree: it must
+                        // not run before the marking is over (invariant 7).
+                        wakeups.retired.push(child);
                     }
                     Dependent::Waker(waker) => wakeups.wakers.push(waker),
                     Dependent::Thread(thread) => wakeups.threads.push(thread),
@@ -468,7 +469,7 @@ impl Node {
         let other = self.merge().filter(|_| other_linked).map(|merge| &merge.other);
         for dependent in inner.dependents.drain() {
             if let Dependent::Callback(callback) = dependent {
-                callback.move_out_of(self, [parent, other]);
+                callback.move_out_of([parent, other]);
             }
         }
     }
@@ -525,6 +526,8 @@ fn release_chain(parent: Context, other: Option<Context>) {
 /// What a finished subtree must be told, collected while marking it (invariant 7).
 #[derive(Default)]
 struct Wakeups {
+    /// Children reached during the marking, dropped only once it is over.
+    retired: Vec<Arc<Node>>,
     wakers: Vec<Waker>,
     threads: Vec<Thread>,
     callbacks: Vec<Arc<Callback>>,
@@ -539,10 +542,14 @@ impl Wakeups {
         }
     }
 
-    /// Wakes every waiter, then runs every callback, outside any lock. A panic in one (a
-    /// `Waker::wake` or a callback) does not keep the others from running; the first panic is
-    /// resumed at the end, unless this thread is already panicking (the hook has reported it).
+    /// Drops the retired children, wakes every waiter, then runs every callback, outside any
+    /// lock. A panic in one (a `Drop`, a `Waker::wake` or a callback) does not keep the others
+    /// from running; the first panic is resumed at the end, unless this thread is already
+    /// panicking (the hook has reported it).
     fn deliver(mut self) {
+        for child in mem::take(&mut self.retired) {
+            self.guard(move || drop(child));
+        }
         for waker in mem::take(&mut self.wakers) {
             self.guard(|| waker.wake());
         }
