@@ -861,7 +861,6 @@ fn a_losing_concurrent_cancel_returns_after_the_subtree_is_done() {
 /// skips it; A's `cancel()` must still not return before D's subtree is done, since that subtree
 /// is part of the root's.
 #[test]
-#[ignore = "bug: an ancestor's cancel() returns while a concurrent cancel of a descendant is still marking its subtree"]
 fn an_ancestor_cancel_returns_after_a_descendants_concurrent_cancel_is_done() {
     let depth = scaled(200_000, 100_000);
     let mut failures = 0;
@@ -894,7 +893,6 @@ fn an_ancestor_cancel_returns_after_a_descendants_concurrent_cancel_is_done() {
 /// propagation it is part of. A second thread drops the child right when it sees it done, so
 /// the race is hit within a few hundred rounds (of 20,000) when it exists.
 #[test]
-#[ignore = "bug: a cancel() made by a Drop that runs on the cancelling thread mid-propagation waits for itself forever"]
 fn a_drop_on_the_cancelling_thread_that_cancels_inside_the_subtree_does_not_deadlock() {
     within_generous_time("20,000 rounds", || {
         let rounds = 20_000;

@@ -203,7 +203,6 @@ fn deadline_causes_are_deadline_exceeded_or_the_given_one() {
 /// drop, cancel, `value` and `deadline` all handle iteratively) overflow the stack. Run alone:
 /// the overflow aborts the whole test binary.
 #[test]
-#[ignore = "bug: Display recurses through merge partners; 100,000 nested merges overflow a 2 MiB stack (aborts)"]
 fn display_of_deeply_nested_merges_does_not_overflow() {
     on_thread_with_stack(DEFAULT_THREAD_STACK, || {
         let mut ctx = Context::background();
