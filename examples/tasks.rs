@@ -20,7 +20,10 @@ async fn task(ctx: Context, name: &str) {
 async fn main() {
     let mut tasks = Group::<(), Infallible>::new(&Context::background());
     for name in ["task1", "task2", "task3"] {
-        tasks.spawn(move |ctx| async move { Ok(task(ctx, name).await) });
+        tasks.spawn(move |ctx| async move {
+            task(ctx, name).await;
+            Ok(())
+        });
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!("Sending cancellation signal");
