@@ -366,6 +366,26 @@ fn a_cancel_that_meets_a_descendant_taken_by_another_cancel_returns_after_its_su
     });
 }
 
+/// The same promise when the descendant was taken by a cancel that reached it through a merge:
+/// the merge is the parent's child, and its other parent is cancelled at the same time. The
+/// parent's cancel finds the merge done (not the root of a cancel, so there is no mark to wait
+/// for) and returns while the merge's own child may still be live.
+#[test]
+#[ignore = "bug: a cancel returns before a descendant's subtree is done when that descendant was finished by a concurrent cancel of its merge partner"]
+fn a_cancel_that_meets_a_merge_taken_by_its_partner_returns_after_its_subtree() {
+    loom::model(|| {
+        let (parent, parent_handle) = Context::background().with_cancel();
+        let (partner, partner_handle) = Context::background().with_cancel();
+        let (merged, _merged_handle) = parent.merge(&partner);
+        let (grandchild, _grandchild_handle) = merged.with_cancel();
+        let cancelling = thread::spawn(move || partner_handle.cancel_with_cause(Tag(2)));
+        parent_handle.cancel_with_cause(Tag(1));
+        assert!(grandchild.is_done(), "the parent's cancel returned too early");
+        cancelling.join().unwrap();
+        drop(partner);
+    });
+}
+
 /// `stop()` racing the cancel: exactly one of "stop returned true" and "f ran".
 #[test]
 fn after_func_stop_races_cancel() {

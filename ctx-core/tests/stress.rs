@@ -64,7 +64,8 @@ struct Absent;
 /// handle.
 fn mixed_chain(depth: usize, side: Option<&Context>) -> (Context, CancelHandle) {
     let (root, handle) = Context::background().with_cancel();
-    let far = Instant::now() + Duration::from_secs(3600);
+    // An hour after the last (earliest) deadline of the chain.
+    let far = Instant::now() + Duration::from_secs(3600) + Duration::from_millis(depth as u64);
     let mut ctx = root;
     for i in 0..depth {
         ctx = match i % 8 {
