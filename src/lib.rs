@@ -3,6 +3,16 @@
 //! Cancellation, deadlines and request-scoped values for threads and async code alike, with a
 //! check that costs one atomic load. See [`Context`] to start.
 //!
+//! - [`Context`]: the cancellation tree (`with_cancel`, `with_timeout`, `with_value`, `merge`,
+//!   `without_cancel`, `after_func`), its state (`is_done`, `err`, `cause`, `check`) and waiting
+//!   (`done().await`, `wait()`, `run(future)`). No async runtime is needed.
+//! - [`macro@cancellable`] (feature `macros`, default): put it on a function that takes a
+//!   `Context`, and every loop iteration checks the context and every `.await` races it.
+//! - [`Group`] (feature `tokio`, default): Go's errgroup on tokio; the first failure cancels the
+//!   others.
+//! - Feature `tokio-clock` (off by default): deadlines created inside a tokio runtime also follow
+//!   tokio's clock, so `tokio::time::pause` moves them in tests.
+//!
 //! ```
 //! use ctx::Context;
 //! use std::time::Duration;

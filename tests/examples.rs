@@ -34,19 +34,28 @@ fn run_example(name: &str) -> Output {
     };
     let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
     let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let started = Instant::now();
-    let status = loop {
+    let status = wait_or_kill(&mut child, name, Instant::now());
+    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+}
+
+/// Waits for an example started at `started` to exit; kills it and fails the test after
+/// [`NO_HANG`].
+fn wait_or_kill(
+    child: &mut std::process::Child,
+    name: &str,
+    started: Instant,
+) -> std::process::ExitStatus {
+    loop {
         if let Some(status) = child.try_wait().expect("poll the example") {
-            break status;
+            return status;
         }
         if started.elapsed() > NO_HANG {
             let _ = child.kill();
             let _ = child.wait();
             panic!("example `{name}` still running after {NO_HANG:?}: killed");
         }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Asks cargo to build the example the way this test was built, and returns its path.
@@ -193,17 +202,7 @@ fn run_example_timed(name: &str) -> (Vec<(Duration, String)>, std::process::Exit
             .map(|line| (started.elapsed(), line.expect("utf-8 output")))
             .collect::<Vec<_>>()
     });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll the example") {
-            break status;
-        }
-        if started.elapsed() > NO_HANG {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("example `{name}` still running after {NO_HANG:?}: killed");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_or_kill(&mut child, name, started);
     let elapsed = started.elapsed();
     (reader.join().expect("reader thread"), status, elapsed)
 }
