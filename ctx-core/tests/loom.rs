@@ -5,7 +5,7 @@
 //! of those operations (up to `LOOM_MAX_PREEMPTIONS` preemptions per execution).
 //!
 //! ```text
-//! bounded (CI):  RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
+//! bounded (CI):  RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
 //!                    cargo test -p ctx-core --test loom --release
 //! exhaustive:    RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
 //!                    cargo test -p ctx-core --test loom --release
