@@ -15,6 +15,8 @@ pub(crate) struct DeadlineLayer {
     at: Instant,
     cause: Option<Cause>,
     key: timer::Key,
+    /// Set by the first `release`: later ones (the drop after a cancel) skip the timer's lock.
+    released: std::sync::atomic::AtomicBool,
     /// The tokio sleep that fires this deadline on tokio's clock, if any.
     #[cfg(feature = "tokio-clock")]
     pub(crate) tokio_sleep: crate::tokio_clock::Sleep,
@@ -29,7 +31,11 @@ impl Layer for DeadlineLayer {
 impl DeadlineLayer {
     /// Removes this deadline's timer entry, if it still has one. Idempotent.
     pub(crate) fn release(&self) {
-        timer::remove(self.key);
+        if !self.released.load(std::sync::atomic::Ordering::Relaxed)
+            && !self.released.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            timer::remove(self.key);
+        }
         #[cfg(feature = "tokio-clock")]
         self.tokio_sleep.abort();
     }
@@ -175,6 +181,7 @@ impl Context {
             at,
             cause,
             key,
+            released: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "tokio-clock")]
             tokio_sleep: Default::default(),
         };
@@ -188,7 +195,9 @@ impl Context {
                 #[cfg(feature = "tokio-clock")]
                 crate::tokio_clock::spawn(node, at);
                 // A cancel that raced the inserts has already tried to release the entries.
+                // Its first release may have come before the insert, so remove directly.
                 if node.is_done() {
+                    timer::remove(key);
                     if let KindRef::Deadline(deadline) = node.kind() {
                         deadline.release();
                     }

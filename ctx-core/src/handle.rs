@@ -53,7 +53,7 @@ impl CancelHandle {
     /// assert_eq!(ctx.err(), Some(ctx::Error::Canceled));
     /// ```
     pub fn cancel(&self) {
-        self.node.cancel(Error::Canceled, &Cause::from(Error::Canceled));
+        self.node.cancel_err(Error::Canceled);
     }
 
     /// Cancels the context with `cause` as its [`Context::cause`] (`err()` is still

@@ -35,6 +35,9 @@ struct Timer {
 struct State {
     entries: BTreeMap<Key, Weak<Node>>,
     started: bool,
+    /// When the timer thread will wake up by itself (`None`: it waits to be notified). An insert
+    /// notifies it only if its deadline comes earlier.
+    wakes_at: Option<Instant>,
 }
 
 static TIMER: OnceLock<Timer> = OnceLock::new();
@@ -67,9 +70,10 @@ pub(crate) fn insert(key: Key, node: Weak<Node>) {
             .expect("ctx: cannot start the deadline timer thread");
         state.started = true;
     }
-    let earliest = state.entries.first_key_value().is_none_or(|(first, _)| key < *first);
+    let earliest = state.wakes_at.is_none_or(|at| key.0 < at);
     state.entries.insert(key, node);
     if earliest {
+        state.wakes_at = Some(key.0);
         timer.wake.notify_one();
     }
 }
@@ -113,6 +117,7 @@ fn run(timer: &'static Timer) {
             continue;
         }
         let next = state.entries.first_key_value().map(|(key, _)| key.0);
+        state.wakes_at = next;
         state = match next {
             Some(at) => {
                 timer.wake.wait_timeout(state, at - now).unwrap_or_else(|p| p.into_inner()).0

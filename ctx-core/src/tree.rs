@@ -331,10 +331,17 @@ impl Node {
         if let Source::Custom(cause) = source {
             inner_mut(&mut guard).cause = Some(cause.clone());
         }
-        let propagating = if root { PROPAGATING } else { 0 };
+        // A cancel root with nothing below it has no subtree to mark: no one needs to wait.
+        let below = guard.as_ref().is_some_and(|inner| inner.dependents.len() > 0);
+        let propagating = if root && below { PROPAGATING } else { 0 };
         let state = (err as u8 + 1) | (source.bits() << SOURCE_SHIFT) | propagating;
         self.state.store(state, Ordering::Release);
         Some(guard.as_mut().map(|inner| mem::take(&mut inner.dependents)).unwrap_or_default())
+    }
+
+    /// Cancels with `err` as its own cause: no custom cause to store or to inspect.
+    pub(crate) fn cancel_err(&self, err: Error) {
+        self.cancel_from(err, Source::Err);
     }
 
     /// Cancels this node and every linked descendant with `err` and `cause`. See
@@ -355,6 +362,11 @@ impl Node {
             self.wait_for_propagation();
             return;
         };
+        if first.len() == 0 {
+            // A leaf with no waiter: nothing to mark, wake or run, and no `PROPAGATING` bit.
+            self.unlink();
+            return;
+        }
         // No vector allocates unless there is a waiter, a callback or a child with dependents.
         let mut wakeups = Wakeups::default();
         let mut nested = Vec::new();
@@ -372,7 +384,9 @@ impl Node {
                         let source = if from_parent { Source::Parent } else { Source::Other };
                         if let Some(more) = child.finish(err, source, false) {
                             child.release_timer();
-                            stack.push((Arc::as_ptr(&child), more));
+                            if more.len() > 0 {
+                                stack.push((Arc::as_ptr(&child), more));
+                            }
                         } else if from_parent && child.is_propagating() {
                             // A concurrent cancel started at this child is marking its subtree.
                             nested.push(child.clone());
@@ -430,7 +444,11 @@ impl Node {
 
     /// Removes this node from its parents' dependents and from the timer. Idempotent.
     fn unlink(&self) {
-        let key = self.parent_key.swap(NOT_LINKED, Ordering::Relaxed);
+        // A plain load first: after a cancel, the drop finds the node already unlinked.
+        let key = match self.parent_key.load(Ordering::Relaxed) {
+            NOT_LINKED => NOT_LINKED,
+            _ => self.parent_key.swap(NOT_LINKED, Ordering::Relaxed),
+        };
         if let Some(parent) = self.parent.node().filter(|_| key != NOT_LINKED) {
             remove_dependent(parent, key);
         }
