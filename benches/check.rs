@@ -7,11 +7,12 @@
 //! nanosecond-sized operation. Criterion reports the time per iteration and, from the
 //! throughput, the checks per second; BENCHMARKS.md divides to ns per check.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ctx::Context;
@@ -188,16 +189,9 @@ fn bench_loop(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(50)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = bench_check, bench_loop
 }
 criterion_main!(benches);

@@ -5,6 +5,8 @@
 //! Every timeout here is an hour long, so none fires during the run and each new one is the
 //! latest: the shape of a server that gives every request the same timeout.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -34,16 +36,9 @@ fn bench_timeout(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(50)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = bench_timeout
 }
 criterion_main!(benches);

@@ -8,10 +8,11 @@
 //! In benchmark 4 only the cancel is timed: building the tree happens in criterion's setup and
 //! dropping it after the measurement.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ctx::{CancelHandle, Context};
@@ -142,16 +143,9 @@ fn bench_cancel_tree(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(50)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = bench_child, bench_cancel_tree
 }
 criterion_main!(benches);
