@@ -148,10 +148,7 @@ impl Context {
     /// assert_eq!(ctx.err(), Some(ctx::Error::DeadlineExceeded));
     /// ```
     pub fn with_timeout(&self, timeout: Duration) -> (Context, CancelHandle) {
-        match Instant::now().checked_add(timeout) {
-            Some(deadline) => self.deadline_layer(deadline, None),
-            None => self.with_cancel(),
-        }
+        self.timeout_layer(timeout, None)
     }
 
     /// Like [`with_timeout`](Context::with_timeout), with `cause` as the cause when it expires.
@@ -166,8 +163,13 @@ impl Context {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
+        self.timeout_layer(timeout, Some(Cause::new(cause)))
+    }
+
+    /// A timeout too large to represent as an `Instant` means no deadline.
+    fn timeout_layer(&self, timeout: Duration, cause: Option<Cause>) -> (Context, CancelHandle) {
         match Instant::now().checked_add(timeout) {
-            Some(deadline) => self.deadline_layer(deadline, Some(Cause::new(cause))),
+            Some(deadline) => self.deadline_layer(deadline, cause),
             None => self.with_cancel(),
         }
     }
