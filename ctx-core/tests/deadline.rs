@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use common::{CountingWaker, GENEROUS, Rng, Why, poll_once, scaled, why_of, within_generous_time};
+use common::{
+    GENEROUS, Rng, Why, pending_waiters, poll_once, scaled, why_of, within_generous_time,
+};
 use ctx_core::{Context, Error};
 
 fn ms(n: u64) -> Duration {
@@ -315,14 +317,7 @@ fn a_deadline_wakes_thousands_of_done_futures_once_each() {
     let at = Instant::now() + ms(100);
     let (ctx, _h) = Context::background().with_deadline(at);
     let (child, _ch) = ctx.with_cancel();
-    let mut waiters: Vec<_> = (0..count)
-        .map(|i| {
-            let (counter, waker) = CountingWaker::new();
-            let mut done = if i % 2 == 0 { ctx.done() } else { child.done() };
-            assert!(poll_once(&mut done, &waker).is_pending());
-            (done, counter, waker)
-        })
-        .collect();
+    let mut waiters = pending_waiters(count, &ctx, &child);
     let total = || waiters.iter().map(|(_, c, _)| c.wakes()).sum::<usize>();
     let give_up = Instant::now() + GENEROUS;
     while total() < count && Instant::now() < give_up {

@@ -11,7 +11,9 @@ use std::task::{Context as TaskContext, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{CountingWaker, Why, block_on, poll_once, scaled, within_generous_time};
+use common::{
+    CountingWaker, Why, block_on, pending_waiters, poll_once, scaled, within_generous_time,
+};
 use ctx_core::{Context, Error};
 
 #[test]
@@ -32,14 +34,7 @@ fn done_resolves_at_once_when_already_done() {
 fn every_waiter_is_woken_exactly_once() {
     let (ctx, handle) = Context::background().with_cancel();
     let (child, _ch) = ctx.with_value(1u8).with_cancel();
-    let waiters: Vec<_> = (0..scaled(5000, 2000))
-        .map(|i| {
-            let (counter, waker) = CountingWaker::new();
-            let mut done = if i % 2 == 0 { ctx.done() } else { child.done() };
-            assert!(poll_once(&mut done, &waker).is_pending());
-            (done, counter, waker)
-        })
-        .collect();
+    let waiters = pending_waiters(scaled(5000, 2000), &ctx, &child);
     assert!(waiters.iter().all(|(_, c, _)| c.wakes() == 0));
     handle.cancel();
     handle.cancel();

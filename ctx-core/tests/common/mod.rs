@@ -102,6 +102,23 @@ impl<F: Fn() + Send + Sync + 'static> Wake for FnWaker<F> {
     }
 }
 
+/// `count` pending `done()` futures, alternately on `a` and `b`, each polled once with its own
+/// counting waker: the futures (to keep them registered), their counters and their wakers.
+pub fn pending_waiters(
+    count: usize,
+    a: &ctx_core::Context,
+    b: &ctx_core::Context,
+) -> Vec<(ctx_core::Done, Arc<CountingWaker>, Waker)> {
+    (0..count)
+        .map(|i| {
+            let (counter, waker) = CountingWaker::new();
+            let mut done = if i % 2 == 0 { a.done() } else { b.done() };
+            assert!(poll_once(&mut done, &waker).is_pending());
+            (done, counter, waker)
+        })
+        .collect()
+}
+
 /// Polls `future` once with `waker`.
 pub fn poll_once<F: Future + Unpin>(future: &mut F, waker: &Waker) -> Poll<F::Output> {
     let mut cx = TaskContext::from_waker(waker);
