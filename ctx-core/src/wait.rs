@@ -130,10 +130,8 @@ impl Context {
         let node = match self.node() {
             Some(node) if node.is_done() => return true,
             Some(node) if node.cancellable() => node,
-            _ => {
-                sleep_until(deadline);
-                return false;
-            }
+            // Nothing can ever finish this context: just let the time pass.
+            _ => return park_until(deadline, || false),
         };
         let key = {
             let mut guard = node.lock();
@@ -142,22 +140,7 @@ impl Context {
             }
             to_key(inner_mut(&mut guard).dependents.insert(Dependent::Thread(current())))
         };
-        loop {
-            if node.is_done() {
-                return true;
-            }
-            match deadline {
-                None => park(),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break;
-                    }
-                    crate::sync::park_timeout(deadline - now);
-                }
-            }
-        }
-        if node.is_done() {
+        if park_until(deadline, || node.is_done()) {
             return true;
         }
         // If a cancel drained the entry meanwhile, removing the key finds a dead slab: harmless.
@@ -166,17 +149,21 @@ impl Context {
     }
 }
 
-/// Sleeps until `deadline`, or forever: the context being waited on can never be done.
-fn sleep_until(deadline: Option<Instant>) {
+/// Parks this thread until `done()` holds (true) or `deadline` passes (false); no deadline means
+/// no time limit. Spurious wake-ups and stray unparks only cost one more check.
+fn park_until(deadline: Option<Instant>, done: impl Fn() -> bool) -> bool {
     loop {
+        if done() {
+            return true;
+        }
         match deadline {
             None => park(),
             Some(deadline) => {
                 let now = Instant::now();
                 if now >= deadline {
-                    return;
+                    return done();
                 }
-                std::thread::sleep(deadline - now);
+                crate::sync::park_timeout(deadline - now);
             }
         }
     }
