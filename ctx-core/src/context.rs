@@ -3,6 +3,7 @@
 //! `Context` from their own modules.
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use crate::error::{Cause, Error};
@@ -196,6 +197,27 @@ impl Context {
 
     pub(crate) fn into_node(self) -> Option<Arc<Node>> {
         self.node
+    }
+
+    /// Visits the layers a lookup sees, in lookup order: this context's chain from the newest
+    /// layer up, and each merge partner's chain after the chain that merged it (so `self` comes
+    /// before `other`). `visit` returns `Continue(true)` to go on up the current chain,
+    /// `Continue(false)` to leave it for the next one, `Break` to stop. A loop with a worklist, not
+    /// recursion: deep chains and nested merges cannot overflow the stack.
+    pub(crate) fn walk_up<'a>(&'a self, mut visit: impl FnMut(&'a Node) -> ControlFlow<(), bool>) {
+        let mut other_parents = Vec::new();
+        let mut current = Some(self);
+        while let Some(ctx) = current.take().or_else(|| other_parents.pop()) {
+            let Some(node) = ctx.node() else { continue };
+            if let KindRef::Merge(merge) = node.kind() {
+                other_parents.push(&merge.other);
+            }
+            match visit(node) {
+                ControlFlow::Continue(true) => current = Some(&node.parent),
+                ControlFlow::Continue(false) => {}
+                ControlFlow::Break(()) => return,
+            }
+        }
     }
 
     /// The error of a context known to be done.

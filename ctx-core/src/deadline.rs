@@ -2,6 +2,7 @@
 //! forms and [`Context::deadline`]. The timer that fires them lives in `timer.rs`.
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,23 +73,17 @@ impl Context {
     /// ```
     pub fn deadline(&self) -> Option<Instant> {
         let mut earliest: Option<Instant> = None;
-        let mut other_parents = Vec::new();
-        let mut current = Some(self);
-        while let Some(ctx) = current.take().or_else(|| other_parents.pop()) {
-            let Some(node) = ctx.node() else { continue };
-            match node.kind() {
-                // A deadline layer exists only when it is earlier than every ancestor's.
-                KindRef::Deadline(deadline) => {
-                    earliest = Some(earliest.map_or(deadline.at, |e| e.min(deadline.at)));
-                }
-                KindRef::WithoutCancel | KindRef::Todo => {}
-                KindRef::Merge(merge) => {
-                    other_parents.push(&merge.other);
-                    current = Some(&node.parent);
-                }
-                KindRef::Cancel | KindRef::Value(..) => current = Some(&node.parent),
+        self.walk_up(|node| match node.kind() {
+            // A deadline layer exists only when it is earlier than every ancestor's: this chain
+            // can add nothing earlier above it.
+            KindRef::Deadline(deadline) => {
+                earliest = Some(earliest.map_or(deadline.at, |e| e.min(deadline.at)));
+                ControlFlow::Continue(false)
             }
-        }
+            // No deadline applies above these.
+            KindRef::WithoutCancel | KindRef::Todo => ControlFlow::Continue(false),
+            KindRef::Cancel | KindRef::Value(..) | KindRef::Merge(_) => ControlFlow::Continue(true),
+        });
         earliest
     }
 

@@ -1,6 +1,7 @@
 //! Request-scoped values: [`Context::with_value`] and [`Context::value`], keyed by type.
 
 use std::any::{Any, type_name};
+use std::ops::ControlFlow;
 
 use crate::Context;
 use crate::tree::{Kind, KindRef, Layer, Node};
@@ -54,21 +55,17 @@ impl Context {
     where
         T: Any + Send + Sync,
     {
-        let mut other_parents = Vec::new();
-        let mut current = Some(self);
-        while let Some(ctx) = current.take().or_else(|| other_parents.pop()) {
-            let Some(node) = ctx.node() else { continue };
-            match node.kind() {
-                KindRef::Value(value, _) => {
-                    if let Some(value) = value.downcast_ref::<T>() {
-                        return Some(value);
-                    }
+        let mut found = None;
+        self.walk_up(|node| match node.kind() {
+            KindRef::Value(value, _) => match value.downcast_ref::<T>() {
+                Some(value) => {
+                    found = Some(value);
+                    ControlFlow::Break(())
                 }
-                KindRef::Merge(merge) => other_parents.push(&merge.other),
-                _ => {}
-            }
-            current = Some(&node.parent);
-        }
-        None
+                None => ControlFlow::Continue(true),
+            },
+            _ => ControlFlow::Continue(true),
+        });
+        found
     }
 }
