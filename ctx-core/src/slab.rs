@@ -1,72 +1,138 @@
-//! A slab: a `Vec` whose vacant slots form a free list, so that insert and remove are O(1) and a
-//! key stays valid until its entry is removed.
+//! A slab: storage whose vacant slots form free lists, so that insert and remove are O(1) and a
+//! key stays valid until its entry is removed; and which gives memory back after a burst.
 //!
-//! Invariants (relied on by `tree.rs`):
+//! # Why pages
+//! A parent's dependents live here, and each child keeps its key (`tree.rs`, invariant 5): an
+//! entry can never move, so a slab cannot compact itself the way a `Vec` shrinks. A flat `Vec`
+//! of slots therefore keeps its peak size while any entry lives: one survivor among a million
+//! children held 24 MB. So the key space is cut into pages of [`PAGE`] slots (a key is
+//! `page << PAGE_BITS | offset`), each with its own buffer and free list, and a page whose last
+//! entry goes away frees its buffer. After a burst, what stays is one page buffer per page that
+//! still has an entry, plus a 24-byte header per page up to the last such page (trailing empty
+//! pages are dropped with their headers) and 4 bytes per listed page: one survivor among a
+//! million children holds about 52 KiB, wherever its key is.
+//!
+//! Page 0 lives inline and is tried first: a parent with at most [`PAGE`] dependents works as a
+//! plain `Vec` slab did, with one allocation and no page lookup; pages 1 and up sit behind one
+//! box allocated when page 0 is first full.
+//!
+//! # Why O(1) amortised
+//! - Page 0's buffer, and the buffer of a page that had been freed, grows by doubling up to
+//!   [`PAGE`] slots: O(1) per insert. A page added when every page is full gets its whole buffer
+//!   at once (O(`PAGE`) to link its slots), and the next page is added only after it is full in
+//!   turn (or after the spare before it is), so at least `PAGE` inserts pay for each page added.
+//! - A page's buffer is freed when its last entry goes, if it has more than [`KEEP_CAPACITY`]
+//!   slots; freeing costs O(slots), charged to the inserts that filled or grew it. A small
+//!   buffer is kept, so a page whose count goes from one to none and back (the usual life of a
+//!   parent with one child at a time) allocates nothing.
+//! - Insert takes the page with room on top of a stack of open pages in O(1); a page enters the
+//!   stack when it stops being full (once) and leaves it when it fills up, which happens on top,
+//!   where inserts go. Dropped pages leave stale entries behind, popped when met: each was
+//!   pushed once.
+//! - Trailing empty pages are dropped, all but one (the spare): a count that goes back and
+//!   forth across a page boundary reuses the spare instead of adding and dropping a page each
+//!   time. The header and stack `Vec`s shrink to twice their length when they fall below a
+//!   quarter full: O(1) per page dropped, as doubling is per page added.
+//!
+//! # Invariants (relied on by `tree.rs`)
 //! - A key is returned by `insert` and names its entry until that entry is removed; removing a
 //!   vacant or out-of-range key does nothing and returns `None`.
-//! - When the last entry is removed, the storage is reset (freed if it had grown large), so a
-//!   parent that once had a million children holds no memory for them once they are gone.
+//! - Every page `p >= 1` that is not full is on the open stack exactly once; every other entry of
+//!   the stack is stale (at least the number of pages), and the stack holds no stale entry when a
+//!   page is added (so a stale entry never names a later page).
+//! - At most one trailing page is empty. Once every entry is removed, the box of pages is freed,
+//!   so an empty slab holds at most page 0's small buffer.
 
-const NONE: usize = usize::MAX;
+use std::mem;
 
-/// Above this capacity, an emptied slab gives its memory back.
+/// A key's low bits are its offset within its page.
+const PAGE_BITS: u32 = 10;
+/// Slots per page: small enough that a page pinned by one survivor is 24 KiB, large enough that
+/// the headers of a million-entry burst take 24 KiB.
+const PAGE: usize = 1 << PAGE_BITS;
+/// Ends a page's free list.
+const NO_SLOT: u16 = u16::MAX;
+/// An emptied page keeps a buffer of at most this many slots.
 const KEEP_CAPACITY: usize = 64;
 
+const _: () = assert!(PAGE < NO_SLOT as usize);
+
 pub(crate) struct Slab<T> {
-    entries: Vec<Entry<T>>,
-    next_free: usize,
+    /// Page 0: keys `0..PAGE`.
+    first: Page<T>,
+    /// Pages 1 and up, allocated when page 0 is first full.
+    more: Option<Box<MorePages<T>>>,
     len: usize,
+}
+
+struct MorePages<T> {
+    /// `pages[i]` is page `i + 1`.
+    pages: Vec<Page<T>>,
+    /// Indices into `pages` of the pages that are not full, plus stale ones (see the invariants).
+    open: Vec<u32>,
+}
+
+struct Page<T> {
+    /// Every slot is initialised: vacant slots are linked from `free`.
+    slots: Box<[Entry<T>]>,
+    /// The first vacant slot, or `NO_SLOT`.
+    free: u16,
+    len: u16,
 }
 
 enum Entry<T> {
     Occupied(T),
-    Vacant(usize),
+    /// The next vacant slot of the same page, or `NO_SLOT`.
+    Vacant(u16),
 }
 
 impl<T> Default for Slab<T> {
     fn default() -> Self {
-        Slab { entries: Vec::new(), next_free: NONE, len: 0 }
+        Slab { first: Page::default(), more: None, len: 0 }
+    }
+}
+
+impl<T> Default for Page<T> {
+    fn default() -> Self {
+        Page { slots: Box::new([]), free: NO_SLOT, len: 0 }
     }
 }
 
 impl<T> Slab<T> {
+    /// Stores `value` and returns its key. Keeps every invariant: page 0 first, then the open
+    /// page on top of the stack, else a new page.
     pub(crate) fn insert(&mut self, value: T) -> usize {
         self.len += 1;
-        if self.next_free == NONE {
-            self.entries.push(Entry::Occupied(value));
-            return self.entries.len() - 1;
+        match self.first.insert(value) {
+            Ok(offset) => offset,
+            Err(value) => self.more.get_or_insert_with(Box::default).insert(value),
         }
-        let key = self.next_free;
-        match std::mem::replace(&mut self.entries[key], Entry::Occupied(value)) {
-            Entry::Vacant(next) => self.next_free = next,
-            Entry::Occupied(_) => unreachable!("the free list only holds vacant slots"),
-        }
-        key
     }
 
+    /// Removes and returns the entry named by `key`; `None` if there is none. Frees the page's
+    /// buffer if it was its last entry, and drops trailing empty pages.
     pub(crate) fn remove(&mut self, key: usize) -> Option<T> {
-        let slot = self.entries.get_mut(key)?;
-        if matches!(slot, Entry::Vacant(_)) {
-            return None;
-        }
-        let Entry::Occupied(value) = std::mem::replace(slot, Entry::Vacant(self.next_free)) else {
-            unreachable!("checked above");
+        let (page, offset) = (key >> PAGE_BITS, key & (PAGE - 1));
+        let value = if page == 0 {
+            self.first.remove(offset)?
+        } else {
+            self.more.as_mut()?.remove(page - 1, offset)?
         };
-        self.next_free = key;
         self.len -= 1;
         if self.len == 0 {
-            if self.entries.capacity() > KEEP_CAPACITY {
-                self.entries = Vec::new();
-            } else {
-                self.entries.clear();
-            }
-            self.next_free = NONE;
+            // Refilling page 0 takes `PAGE` inserts before the pages are needed again.
+            self.more = None;
         }
         Some(value)
     }
 
     pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut T> {
-        match self.entries.get_mut(key)? {
+        let (page, offset) = (key >> PAGE_BITS, key & (PAGE - 1));
+        let page = match page {
+            0 => &mut self.first,
+            _ => self.more.as_mut()?.pages.get_mut(page - 1)?,
+        };
+        match page.slots.get_mut(offset)? {
             Entry::Occupied(value) => Some(value),
             Entry::Vacant(_) => None,
         }
@@ -76,20 +142,179 @@ impl<T> Slab<T> {
         self.len
     }
 
-    /// Takes every entry out, leaving the slab empty.
+    /// Takes every entry out, leaving the slab empty (and holding no memory).
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> {
-        self.next_free = NONE;
         self.len = 0;
-        std::mem::take(&mut self.entries).into_iter().filter_map(|entry| match entry {
-            Entry::Occupied(value) => Some(value),
-            Entry::Vacant(_) => None,
+        let first = mem::take(&mut self.first);
+        let more = self.more.take().map(|more| more.pages).unwrap_or_default();
+        std::iter::once(first).chain(more).flat_map(|page| page.slots).filter_map(|entry| {
+            match entry {
+                Entry::Occupied(value) => Some(value),
+                Entry::Vacant(_) => None,
+            }
         })
+    }
+
+    /// Bytes of heap this slab holds, for the tests that pin how much it gives back.
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
+        let slots = |page: &Page<T>| page.slots.len() * size_of::<Entry<T>>();
+        let more = self.more.as_ref().map_or(0, |more| {
+            size_of::<MorePages<T>>()
+                + more.pages.capacity() * size_of::<Page<T>>()
+                + more.open.capacity() * size_of::<u32>()
+                + more.pages.iter().map(slots).sum::<usize>()
+        });
+        slots(&self.first) + more
+    }
+}
+
+impl<T> Default for MorePages<T> {
+    fn default() -> Self {
+        MorePages { pages: Vec::new(), open: Vec::new() }
+    }
+}
+
+impl<T> MorePages<T> {
+    /// Inserts into the open page on top of the stack (popping stale entries, adding a page if
+    /// none is open) and pops it if that filled it: keeps the open-stack invariant.
+    fn insert(&mut self, value: T) -> usize {
+        let index = loop {
+            match self.open.last() {
+                Some(&index) if (index as usize) < self.pages.len() => break index as usize,
+                Some(_) => {
+                    self.open.pop();
+                }
+                None => {
+                    // Every page is full: the new one gets its whole buffer at once.
+                    let mut page = Page::default();
+                    page.grow_to(PAGE);
+                    self.open.push(to_index(self.pages.len()));
+                    self.pages.push(page);
+                }
+            }
+        };
+        let page = &mut self.pages[index];
+        let Ok(offset) = page.insert(value) else {
+            unreachable!("a page on the open stack has room");
+        };
+        if page.is_full() {
+            self.open.pop();
+        }
+        ((index + 1) << PAGE_BITS) | offset
+    }
+
+    /// Removes an entry of `pages[index]`; lists the page if it was full, and drops the trailing
+    /// empty pages if it was the last page (keeping the last page non-empty).
+    fn remove(&mut self, index: usize, offset: usize) -> Option<T> {
+        let page = self.pages.get_mut(index)?;
+        let was_full = page.is_full();
+        let value = page.remove(offset)?;
+        let emptied = page.len == 0;
+        if was_full {
+            self.open.push(to_index(index));
+        }
+        if emptied {
+            self.drop_trailing_empty_pages();
+        }
+        Some(value)
+    }
+}
+
+impl<T> MorePages<T> {
+    /// Drops trailing empty pages but one, the spare, so that a parent whose count of
+    /// dependents goes back and forth across a page boundary does not add and drop a page each
+    /// time. Keeps the spare invariant; the stale stack entries left behind are popped as met.
+    fn drop_trailing_empty_pages(&mut self) {
+        let len = self.pages.len();
+        let empty_run = self.pages.iter().rev().take_while(|page| page.len == 0).count();
+        if empty_run < 2 {
+            return;
+        }
+        self.pages.truncate(len - empty_run + 1);
+        while self.open.last().is_some_and(|&index| index as usize >= self.pages.len()) {
+            self.open.pop();
+        }
+        if self.pages.len() < self.pages.capacity() / 4 {
+            self.pages.shrink_to(self.pages.len() * 2);
+        }
+        if self.open.len() < self.open.capacity() / 4 {
+            self.open.shrink_to(self.open.len() * 2);
+        }
+    }
+}
+
+/// A page index on the open stack: pages are `usize` keys shifted by `PAGE_BITS`, so one fits in
+/// 32 bits whenever the key fits in a `u32`, as `tree.rs` requires.
+fn to_index(index: usize) -> u32 {
+    u32::try_from(index).expect("a page index fits in 32 bits")
+}
+
+impl<T> Page<T> {
+    fn is_full(&self) -> bool {
+        self.free == NO_SLOT && self.slots.len() == PAGE
+    }
+
+    /// Stores `value` in a vacant slot (growing the buffer if none is left) and returns its
+    /// offset; gives `value` back if the page is full.
+    fn insert(&mut self, value: T) -> Result<usize, T> {
+        if self.free == NO_SLOT {
+            if self.slots.len() == PAGE {
+                return Err(value);
+            }
+            self.grow();
+        }
+        let offset = usize::from(self.free);
+        match mem::replace(&mut self.slots[offset], Entry::Occupied(value)) {
+            Entry::Vacant(next) => self.free = next,
+            Entry::Occupied(_) => unreachable!("the free list only holds vacant slots"),
+        }
+        self.len += 1;
+        Ok(offset)
+    }
+
+    /// Doubles the buffer (at least 4 slots, at most `PAGE`). Called only when no slot is
+    /// vacant.
+    fn grow(&mut self) {
+        self.grow_to((self.slots.len() * 2).clamp(4, PAGE));
+    }
+
+    /// Grows the buffer to `new` slots and links the new ones as the free list. Called only when
+    /// no slot is vacant.
+    fn grow_to(&mut self, new: usize) {
+        let old = self.slots.len();
+        let mut slots = mem::take(&mut self.slots).into_vec();
+        slots.reserve_exact(new - old);
+        slots.extend((old + 1..new).map(|next| Entry::Vacant(next as u16)));
+        slots.push(Entry::Vacant(NO_SLOT));
+        self.slots = slots.into_boxed_slice();
+        self.free = old as u16;
+    }
+
+    fn remove(&mut self, offset: usize) -> Option<T> {
+        let slot = self.slots.get_mut(offset)?;
+        if matches!(slot, Entry::Vacant(_)) {
+            return None;
+        }
+        let Entry::Occupied(value) = mem::replace(slot, Entry::Vacant(self.free)) else {
+            unreachable!("checked above");
+        };
+        self.free = offset as u16;
+        self.len -= 1;
+        if self.len == 0 && self.slots.len() > KEEP_CAPACITY {
+            *self = Page::default();
+        }
+        Some(value)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Slab;
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::{PAGE, Slab};
 
     #[test]
     fn keys_are_stable_and_reused() {
@@ -103,29 +328,165 @@ mod tests {
         assert_eq!(slab.get_mut(b), Some(&mut 'b'));
         assert_eq!(slab.len(), 2);
         assert_eq!(slab.remove(99), None);
+        assert_eq!(slab.remove(5 * PAGE), None, "a key of a page that does not exist");
+        assert_eq!(slab.get_mut(5 * PAGE), None);
     }
 
     #[test]
     fn emptied_slab_gives_memory_back() {
         let mut slab = Slab::default();
-        let keys: Vec<_> = (0..1000).map(|i| slab.insert(i)).collect();
+        let keys: Vec<_> = (0..3 * PAGE).map(|i| slab.insert(i)).collect();
+        assert!(keys.iter().any(|&key| key >= 2 * PAGE), "three pages were used");
         for key in keys {
             slab.remove(key);
         }
         assert_eq!(slab.len(), 0);
-        assert_eq!(slab.entries.capacity(), 0);
+        assert_eq!(slab.heap_bytes(), 0);
+    }
+
+    #[test]
+    fn a_small_buffer_is_kept_for_a_parent_with_one_child_at_a_time() {
+        let mut slab = Slab::default();
+        let key = slab.insert(1);
+        let held = slab.heap_bytes();
+        assert!(held > 0);
+        slab.remove(key);
+        assert_eq!(slab.heap_bytes(), held, "no free and allocate again on the next child");
+        assert_eq!(slab.insert(2), key);
+    }
+
+    /// A count going back and forth across a page boundary reuses the spare page: same key,
+    /// same memory, every time.
+    #[test]
+    fn a_count_crossing_a_page_boundary_reuses_the_spare_page() {
+        for full in [PAGE, 2 * PAGE] {
+            let mut slab = Slab::default();
+            let keys: Vec<_> = (0..full).map(|i| slab.insert(i)).collect();
+            // The new page's full buffer goes when it empties; then it regrows small, and stays.
+            let key = slab.insert(full);
+            slab.remove(key);
+            assert_eq!(slab.insert(full), key);
+            slab.remove(key);
+            let held = slab.heap_bytes();
+            for round in 0..100 {
+                assert_eq!(slab.insert(round), key);
+                assert_eq!(slab.remove(key), Some(round));
+                assert_eq!(slab.heap_bytes(), held);
+            }
+            assert_eq!(keys.len(), slab.len());
+        }
+    }
+
+    /// One survivor of a million-entry burst, at the first, a middle and the last key: the slab
+    /// holds at most 64 KiB (the page that holds it, and the headers up to it).
+    #[test]
+    fn one_survivor_of_a_burst_holds_at_most_64_kib() {
+        const MILLION: usize = 1_000_000;
+        for survivor in [0, MILLION / 2, MILLION - 1] {
+            let mut slab = Slab::default();
+            let keys: Vec<_> = (0..MILLION).map(|i| slab.insert(i as u64)).collect();
+            let peak = slab.heap_bytes();
+            for (i, &key) in keys.iter().enumerate() {
+                if i != survivor {
+                    assert_eq!(slab.remove(key), Some(i as u64));
+                }
+            }
+            let held = slab.heap_bytes();
+            assert!(held <= 64 * 1024, "survivor {survivor}: {held} bytes held (peak {peak})");
+            assert_eq!(slab.len(), 1);
+            assert_eq!(slab.get_mut(keys[survivor]), Some(&mut (survivor as u64)));
+            let again: Vec<_> = (0..MILLION).map(|i| slab.insert(i as u64)).collect();
+            assert!(slab.heap_bytes() <= peak + 64 * 1024, "a second burst reuses the space");
+            for key in again {
+                slab.remove(key);
+            }
+            assert!(slab.heap_bytes() <= 64 * 1024);
+        }
     }
 
     #[test]
     fn drain_takes_only_occupied() {
         let mut slab = Slab::default();
-        let a = slab.insert(1);
-        slab.insert(2);
-        slab.insert(3);
-        slab.remove(a);
+        let keys: Vec<_> = (0..2 * PAGE + 3).map(|i| slab.insert(i)).collect();
+        for &key in keys.iter().step_by(2) {
+            slab.remove(key);
+        }
         let mut all: Vec<_> = slab.drain().collect();
         all.sort();
-        assert_eq!(all, vec![2, 3]);
+        assert_eq!(all, (1..2 * PAGE + 3).step_by(2).collect::<Vec<_>>());
         assert_eq!(slab.len(), 0);
+        assert_eq!(slab.heap_bytes(), 0);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert,
+        /// Removes the live entry at this position (modulo the number of live entries).
+        Remove(usize),
+        /// Removes a key that may name nothing.
+        RemoveKey(usize),
+        /// Inserts this many entries, then removes all but the first of them.
+        Burst(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => Just(Op::Insert),
+            4 => any::<usize>().prop_map(Op::Remove),
+            1 => (0..4 * PAGE).prop_map(Op::RemoveKey),
+            1 => (0..3 * PAGE).prop_map(Op::Burst),
+        ]
+    }
+
+    proptest! {
+        /// The slab behaves as a map from keys to values whose keys are never reused while
+        /// live, and it never holds more than its entries need plus a page per used page.
+        #[test]
+        fn behaves_as_a_map(ops in proptest::collection::vec(op(), 1..200)) {
+            let mut slab = Slab::default();
+            let mut model: HashMap<usize, u32> = HashMap::new();
+            let mut next = 0u32;
+            let mut insert = |slab: &mut Slab<u32>, model: &mut HashMap<usize, u32>| {
+                next += 1;
+                let key = slab.insert(next);
+                prop_assert!(model.insert(key, next).is_none(), "key {} handed out twice", key);
+                Ok(key)
+            };
+            for op in ops {
+                match op {
+                    Op::Insert => {
+                        insert(&mut slab, &mut model)?;
+                    }
+                    Op::Remove(i) if !model.is_empty() => {
+                        let mut keys: Vec<_> = model.keys().copied().collect();
+                        keys.sort();
+                        let key = keys[i % keys.len()];
+                        prop_assert_eq!(slab.remove(key), model.remove(&key));
+                    }
+                    Op::Remove(_) => {}
+                    Op::RemoveKey(key) => prop_assert_eq!(slab.remove(key), model.remove(&key)),
+                    Op::Burst(n) => {
+                        let keys = (0..n)
+                            .map(|_| insert(&mut slab, &mut model))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        for key in keys.into_iter().skip(1) {
+                            prop_assert_eq!(slab.remove(key), model.remove(&key));
+                        }
+                    }
+                }
+                prop_assert_eq!(slab.len(), model.len());
+                let pages = model.keys().map(|key| key / PAGE).collect::<std::collections::HashSet<_>>();
+                let bound = pages.len() * PAGE * 16 + 64 * 1024;
+                prop_assert!(slab.heap_bytes() <= bound, "{} bytes for {} entries", slab.heap_bytes(), model.len());
+            }
+            for (key, value) in &model {
+                prop_assert_eq!(slab.get_mut(*key), Some(&mut value.clone()));
+            }
+            let mut drained: Vec<_> = slab.drain().collect();
+            drained.sort();
+            let mut expected: Vec<_> = model.into_values().collect();
+            expected.sort();
+            prop_assert_eq!(drained, expected);
+        }
     }
 }
