@@ -101,29 +101,37 @@ impl<T> Default for Page<T> {
 impl<T> Slab<T> {
     /// Stores `value` and returns its key. Keeps every invariant: page 0 first, then the open
     /// page on top of the stack, else a new page.
+    #[inline]
     pub(crate) fn insert(&mut self, value: T) -> usize {
         self.len += 1;
-        match self.first.insert(value) {
-            Ok(offset) => offset,
-            Err(value) => self.more.get_or_insert_with(Box::default).insert(value),
+        if self.first.has_room() {
+            self.first.insert(value)
+        } else {
+            self.more.get_or_insert_with(Box::default).insert(value)
         }
     }
 
     /// Removes and returns the entry named by `key`; `None` if there is none. Frees the page's
-    /// buffer if it was its last entry, and drops trailing empty pages.
+    /// buffer if it was its last entry, drops trailing empty pages but the spare, and frees the
+    /// pages once the slab is empty.
+    #[inline]
     pub(crate) fn remove(&mut self, key: usize) -> Option<T> {
-        let (page, offset) = (key >> PAGE_BITS, key & (PAGE - 1));
-        let value = if page == 0 {
-            self.first.remove(offset)?
+        let value = if key < PAGE {
+            self.first.remove(key)?
         } else {
-            self.more.as_mut()?.remove(page - 1, offset)?
+            self.more.as_mut()?.remove((key >> PAGE_BITS) - 1, key & (PAGE - 1))?
         };
         self.len -= 1;
-        if self.len == 0 {
-            // Refilling page 0 takes `PAGE` inserts before the pages are needed again.
-            self.more = None;
+        if self.len == 0 && self.more.is_some() {
+            self.free_pages();
         }
         Some(value)
+    }
+
+    /// Refilling page 0 takes `PAGE` inserts before the pages are needed again.
+    #[cold]
+    fn free_pages(&mut self) {
+        self.more = None;
     }
 
     pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut T> {
@@ -143,16 +151,11 @@ impl<T> Slab<T> {
     }
 
     /// Takes every entry out, leaving the slab empty (and holding no memory).
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> {
+    pub(crate) fn drain(&mut self) -> Drain<T> {
         self.len = 0;
         let first = mem::take(&mut self.first);
-        let more = self.more.take().map(|more| more.pages).unwrap_or_default();
-        std::iter::once(first).chain(more).flat_map(|page| page.slots).filter_map(|entry| {
-            match entry {
-                Entry::Occupied(value) => Some(value),
-                Entry::Vacant(_) => None,
-            }
-        })
+        let rest = self.more.take().map(|more| more.pages.into_iter());
+        Drain { page: first.slots.into_vec().into_iter(), rest }
     }
 
     /// Bytes of heap this slab holds, for the tests that pin how much it gives back.
@@ -169,6 +172,29 @@ impl<T> Slab<T> {
     }
 }
 
+/// The entries of a drained slab, page by page (a hand-written loop: a cancel drains every
+/// node it reaches, and `flat_map` over the pages cost a chain of 1,000 twice as much).
+pub(crate) struct Drain<T> {
+    page: std::vec::IntoIter<Entry<T>>,
+    /// `None` for a slab that never outgrew page 0: nothing more to look at, or to drop.
+    rest: Option<std::vec::IntoIter<Page<T>>>,
+}
+
+impl<T> Iterator for Drain<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        loop {
+            for entry in self.page.by_ref() {
+                if let Entry::Occupied(value) = entry {
+                    return Some(value);
+                }
+            }
+            self.page = self.rest.as_mut()?.next()?.slots.into_vec().into_iter();
+        }
+    }
+}
+
 impl<T> Default for MorePages<T> {
     fn default() -> Self {
         MorePages { pages: Vec::new(), open: Vec::new() }
@@ -176,36 +202,45 @@ impl<T> Default for MorePages<T> {
 }
 
 impl<T> MorePages<T> {
-    /// Inserts into the open page on top of the stack (popping stale entries, adding a page if
-    /// none is open) and pops it if that filled it: keeps the open-stack invariant.
+    /// Inserts into the open page on top of the stack and pops it if that filled it: keeps the
+    /// open-stack invariant. Not inlined: a parent with at most `PAGE` dependents never comes
+    /// here, and its own path stays short.
+    #[inline(never)]
     fn insert(&mut self, value: T) -> usize {
-        let index = loop {
-            match self.open.last() {
-                Some(&index) if (index as usize) < self.pages.len() => break index as usize,
-                Some(_) => {
-                    self.open.pop();
-                }
-                None => {
-                    // Every page is full: the new one gets its whole buffer at once.
-                    let mut page = Page::default();
-                    page.grow_to(PAGE);
-                    self.open.push(to_index(self.pages.len()));
-                    self.pages.push(page);
-                }
-            }
+        let index = match self.open.last() {
+            Some(&index) if (index as usize) < self.pages.len() => index as usize,
+            _ => self.open_page(),
         };
         let page = &mut self.pages[index];
-        let Ok(offset) = page.insert(value) else {
-            unreachable!("a page on the open stack has room");
-        };
+        let offset = page.insert(value);
         if page.is_full() {
             self.open.pop();
         }
         ((index + 1) << PAGE_BITS) | offset
     }
 
-    /// Removes an entry of `pages[index]`; lists the page if it was full, and drops the trailing
-    /// empty pages if it was the last page (keeping the last page non-empty).
+    /// Pops stale entries off the open stack until an open page is on top, adding a page if
+    /// there is none (then the stack is empty: the open-stack invariant holds). Returns its index.
+    #[cold]
+    fn open_page(&mut self) -> usize {
+        while let Some(&index) = self.open.last() {
+            if (index as usize) < self.pages.len() {
+                return index as usize;
+            }
+            self.open.pop();
+        }
+        // Every page is full: the new one gets its whole buffer at once.
+        let mut page = Page::default();
+        page.grow_to(PAGE);
+        self.open.push(to_index(self.pages.len()));
+        self.pages.push(page);
+        self.pages.len() - 1
+    }
+
+    /// Removes an entry of `pages[index]`; lists the page if it was full (open-stack invariant),
+    /// and drops trailing empty pages but the spare if that emptied it (spare invariant). Not
+    /// inlined, as `insert`.
+    #[inline(never)]
     fn remove(&mut self, index: usize, offset: usize) -> Option<T> {
         let page = self.pages.get_mut(index)?;
         let was_full = page.is_full();
@@ -225,6 +260,7 @@ impl<T> MorePages<T> {
     /// Drops trailing empty pages but one, the spare, so that a parent whose count of
     /// dependents goes back and forth across a page boundary does not add and drop a page each
     /// time. Keeps the spare invariant; the stale stack entries left behind are popped as met.
+    #[cold]
     fn drop_trailing_empty_pages(&mut self) {
         let len = self.pages.len();
         let empty_run = self.pages.iter().rev().take_while(|page| page.len == 0).count();
@@ -252,16 +288,19 @@ fn to_index(index: usize) -> u32 {
 
 impl<T> Page<T> {
     fn is_full(&self) -> bool {
-        self.free == NO_SLOT && self.slots.len() == PAGE
+        !self.has_room()
+    }
+
+    #[inline]
+    fn has_room(&self) -> bool {
+        self.free != NO_SLOT || self.slots.len() < PAGE
     }
 
     /// Stores `value` in a vacant slot (growing the buffer if none is left) and returns its
-    /// offset; gives `value` back if the page is full.
-    fn insert(&mut self, value: T) -> Result<usize, T> {
+    /// offset. Called only if the page has room.
+    #[inline]
+    fn insert(&mut self, value: T) -> usize {
         if self.free == NO_SLOT {
-            if self.slots.len() == PAGE {
-                return Err(value);
-            }
             self.grow();
         }
         let offset = usize::from(self.free);
@@ -270,13 +309,14 @@ impl<T> Page<T> {
             Entry::Occupied(_) => unreachable!("the free list only holds vacant slots"),
         }
         self.len += 1;
-        Ok(offset)
+        offset
     }
 
-    /// Doubles the buffer (at least 4 slots, at most `PAGE`). Called only when no slot is
-    /// vacant.
+    /// Doubles the buffer (at least 1 slot, at most `PAGE`). Called only when no slot is
+    /// vacant and the page has room.
+    #[cold]
     fn grow(&mut self) {
-        self.grow_to((self.slots.len() * 2).clamp(4, PAGE));
+        self.grow_to((self.slots.len() * 2).clamp(1, PAGE));
     }
 
     /// Grows the buffer to `new` slots and links the new ones as the free list. Called only when
@@ -291,6 +331,7 @@ impl<T> Page<T> {
         self.free = old as u16;
     }
 
+    #[inline]
     fn remove(&mut self, offset: usize) -> Option<T> {
         let slot = self.slots.get_mut(offset)?;
         if matches!(slot, Entry::Vacant(_)) {
@@ -302,9 +343,15 @@ impl<T> Page<T> {
         self.free = offset as u16;
         self.len -= 1;
         if self.len == 0 && self.slots.len() > KEEP_CAPACITY {
-            *self = Page::default();
+            self.free_buffer();
         }
         Some(value)
+    }
+
+    /// Gives an emptied page's large buffer back (see "Why O(1) amortised").
+    #[cold]
+    fn free_buffer(&mut self) {
+        *self = Page::default();
     }
 }
 
