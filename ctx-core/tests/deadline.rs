@@ -137,6 +137,24 @@ fn a_short_deadline_under_a_long_one_is_its_own() {
     assert!(!parent.is_done(), "the child's deadline must not reach the parent");
 }
 
+/// Go keeps a deadline layer when the parent's deadline is the same instant: only a strictly
+/// earlier one makes the child a plain cancel layer. So the child keeps its own cause, and as
+/// the timer fires equal deadlines newest first, it is the child's own deadline that finishes it.
+#[test]
+fn an_equal_deadline_keeps_its_own_layer_and_cause() {
+    let at = Instant::now() + ms(30);
+    let (parent, _ph) = Context::background().with_deadline(at);
+    let (child, _ch) = parent.with_deadline_cause(at, Why(6));
+    let (through_value, _vh) = parent.with_value(1u8).with_deadline_cause(at, Why(7));
+    assert_eq!(child.to_string().matches(".WithDeadline(").count(), 2, "{child}");
+    assert_eq!(child.deadline(), Some(at));
+    wait_for_deadline(&child, at);
+    wait_for_deadline(&through_value, at);
+    assert_eq!(why_of(&child), Some(6), "{:?}", child.cause());
+    assert_eq!(why_of(&through_value), Some(7), "{:?}", through_value.cause());
+    assert_eq!(parent.cause().unwrap().downcast_ref::<Error>(), Some(&Error::DeadlineExceeded));
+}
+
 #[test]
 fn cancel_before_the_deadline_gives_canceled_for_good() {
     let at = Instant::now() + ms(30);
