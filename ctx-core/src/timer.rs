@@ -12,9 +12,13 @@
 //!   while no deadline is pending: it does no work and no polling when idle. An insert that
 //!   becomes the earliest entry notifies it.
 //! - It fires an entry only once `Instant::now() >= deadline`: deadlines never fire early.
+//! - Entries due together fire in deadline order, equal deadlines newest first. A context is
+//!   always newer than its ancestors, so a deadline equal to an ancestor's finishes its own
+//!   context with its own cause before the ancestor's cancel reaches it (Go keeps that layer too).
 //! - It never holds the timer lock while cancelling (tree invariant 3): it takes the due entries
 //!   out, unlocks, then cancels them.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,11 +103,12 @@ fn run(timer: &'static Timer) {
             if entry.key().0 > now {
                 break;
             }
-            due.push(entry.remove());
+            due.push(entry.remove_entry());
         }
         if !due.is_empty() {
             drop(state);
-            for node in due {
+            due.sort_by_key(|&((at, id), _)| (at, Reverse(id)));
+            for (_, node) in due {
                 // A panicking callback, or a panicking `Drop` of a value released when this
                 // thread drops the last clone, must not kill the timer: every later deadline
                 // depends on it. The panic hook has already reported the panic.

@@ -100,7 +100,8 @@ pub(crate) struct Inner {
 
 /// What to build: the kinds of layer, as `Context`'s methods ask for them.
 pub(crate) enum Kind {
-    /// `with_cancel`, or a deadline later than the parent's (Go returns a cancel context then).
+    /// `with_cancel`, or a deadline strictly later than the parent's (Go returns a cancel context
+    /// then).
     Cancel,
     Deadline(DeadlineLayer),
     Value(Box<dyn Layer>),

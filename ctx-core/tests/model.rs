@@ -624,9 +624,10 @@ impl Harness {
             None => self.slots[i].context().with_deadline(at),
             Some(tag) => self.slots[i].context().with_deadline_cause(at, Tag(tag)),
         };
-        // A deadline no earlier than the parent's gives a plain cancel context.
+        // A deadline strictly later than the parent's gives a plain cancel context; an equal
+        // one keeps its own layer, as in Go.
         let kind = match self.model.deadline(parent) {
-            Some(current) if current <= at => MKind::Cancel,
+            Some(current) if current < at => MKind::Cancel,
             _ => MKind::Deadline(at),
         };
         let expired = (kind != MKind::Cancel && at <= Instant::now()).then(|| {
