@@ -86,11 +86,28 @@ impl Context {
     }
 
     /// Runs `future` until it completes or this context is done, whichever comes first:
-    /// `Ok(output)`, or `Err(err())` after dropping the future. A context that is already done
-    /// does not poll the future at all. No runtime needed; allocates nothing.
+    /// `Ok(output)`, or `Err(err())` after dropping the future. No runtime needed; allocates
+    /// nothing (the waker registration lives in the returned future).
     ///
-    /// Cancel-safety is the future's: when cancellation wins, the future is dropped where it was
-    /// suspended, exactly as in a `select!` branch.
+    /// # Fairness
+    /// Biased towards completion, as tokio-util's `run_until_cancelled` is:
+    /// - A context that is already done when `run` is first polled does not poll the future at
+    ///   all: `Err` at once.
+    /// - After that, every poll polls the future first and looks at the context only if the
+    ///   future is still pending. A result that is ready in the same poll as a cancel (the cancel
+    ///   came between two polls, or the future itself cancelled the context) is returned as
+    ///   `Ok`, not thrown away.
+    ///
+    /// So a future that is always ready when polled (a busy loop of ready awaits) is never
+    /// interrupted by `run`; check [`is_done`](Context::is_done) in such loops (`#[cancellable]`
+    /// does, at the top of every iteration).
+    ///
+    /// # Cancel safety
+    /// `run` itself is cancel-safe: dropping it drops the future and unregisters from the
+    /// context, nothing else. When cancellation wins, the future is dropped where it was
+    /// suspended, exactly as the losing branch of a `select!`: whether that loses data is the
+    /// future's own cancel safety (a channel `recv` loses nothing; a multi-step write may stop
+    /// half-way). A completed result is never lost to a cancel, by the bias above.
     ///
     /// ```
     /// use std::time::Duration;
@@ -99,7 +116,14 @@ impl Context {
     /// let (ctx, handle) = ctx::Context::background().with_cancel();
     /// assert_eq!(ctx.run(async { 42 }).await, Ok(42));
     ///
-    /// handle.cancel();
+    /// // Completion wins a tie: the future finishes in the poll that sees the cancel.
+    /// let finishing = ctx.run(async {
+    ///     handle.cancel();
+    ///     "saved"
+    /// });
+    /// assert_eq!(finishing.await, Ok("saved"));
+    ///
+    /// // Done before the first poll: the future is not polled at all.
     /// let slow = tokio::time::sleep(Duration::from_secs(3600));
     /// assert_eq!(ctx.run(slow).await, Err(ctx::Error::Canceled)); // returns at once
     /// # }
@@ -112,9 +136,7 @@ impl Context {
         let mut future = std::pin::pin!(future.into_future());
         let mut done = self.done();
         std::future::poll_fn(|cx| {
-            if self.is_done() {
-                return Poll::Ready(Err(self.finished_err()));
-            }
+            // The future first (see "Fairness"); `Done` then checks the state before registering.
             if let Poll::Ready(output) = future.as_mut().poll(cx) {
                 return Poll::Ready(Ok(output));
             }
