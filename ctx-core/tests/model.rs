@@ -26,6 +26,9 @@ use ctx::{AfterFunc, CancelHandle, Cause, Context, Done, Error};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
+mod common;
+use common::wait_for_count;
+
 /// An operation. `usize` fields select among what exists when the operation runs (modulo its
 /// count), so that removing earlier operations while shrinking keeps later ones meaningful.
 #[derive(Debug, Clone)]
@@ -542,11 +545,16 @@ impl Harness {
                 let counter = runs.clone();
                 let token = Token::new(&self.live_closures);
                 let registration = self.slots[i].context().after_func(move || {
-                    let _token = token;
+                    // Dropped first: once the run is counted, the closure is gone too.
+                    drop(token);
                     counter.fetch_add(1, SeqCst);
                 });
                 let node = &self.model.nodes[n];
                 let done = node.done.is_some();
+                if done {
+                    // Registered on a done context: it runs soon on the timer thread.
+                    wait_for_count(&runs, 1);
+                }
                 self.model.callbacks.push(MCallback {
                     node: n,
                     ran: done,
