@@ -20,7 +20,7 @@ use std::sync::{Arc, Weak};
 use crate::Context;
 use crate::sync::{Mutex, lock};
 use crate::timer::Job;
-use crate::tree::{Dependent, Node, inner_mut, remove_dependent, to_key};
+use crate::tree::{Dependent, Node, remove_dependent};
 
 /// The registration made by [`Context::after_func`]; [`stop`](AfterFunc::stop) unregisters it.
 ///
@@ -171,20 +171,18 @@ impl Callback {
         if !node.cancellable() && !node.is_done() {
             return false;
         }
-        {
-            // Node lock, then callback lock (the one allowed nesting): checking the status,
-            // inserting and recording the home in one critical section, so a concurrent `stop`
-            // either sees the new home or makes this a no-op.
-            let mut guard = node.lock();
-            if !node.is_done_locked(&guard) {
-                let mut inner = lock(&self.inner);
-                if inner.status == Status::Pending {
-                    let dependents = &mut inner_mut(&mut guard).dependents;
-                    let key = to_key(dependents.insert(Dependent::Callback(self.clone())));
-                    inner.homes.push((Arc::downgrade(node), key));
-                }
-                return true;
+        // Node lock, then callback lock (the one allowed nesting): checking the status,
+        // inserting and recording the home in one critical section, so a concurrent `stop`
+        // either sees the new home or makes this a no-op.
+        let registered = node.with_live_dependents(|dependents| {
+            let mut inner = lock(&self.inner);
+            if inner.status == Status::Pending {
+                let key = dependents.insert(Dependent::Callback(self.clone()));
+                inner.homes.push((Arc::downgrade(node), key));
             }
+        });
+        if registered.is_some() {
+            return true;
         }
         if let Some(f) = self.take_to_run() {
             run_soon(f);

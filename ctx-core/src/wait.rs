@@ -1,9 +1,10 @@
 //! Waiting for a context: the [`Done`] future, blocking [`Context::wait`], and
 //! [`Context::run`], which races a future against cancellation.
 //!
-//! A waiter registers as a dependent of the context's node under its lock, after checking the
-//! state under that same lock (tree invariant 2): either it sees the node done, or the cancel that
-//! finishes the node will find it and wake it. Each registration is woken at most once.
+//! A waiter registers as a dependent of the context's node through
+//! `Node::with_live_dependents`, which checks the state under the lock it inserts under (tree
+//! invariant 2): either it sees the node done, or the cancel that finishes the node will find it
+//! and wake it. Each registration is woken at most once.
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::Context;
 use crate::error::Error;
 use crate::sync::{current, park};
-use crate::tree::{Dependent, NOT_LINKED, inner_mut, remove_dependent, to_key};
+use crate::tree::{Dependent, NOT_LINKED, remove_dependent};
 
 /// A future that resolves once its context is done. Made by [`Context::done`].
 ///
@@ -155,13 +156,10 @@ impl Context {
             // Nothing can ever finish this context: just let the time pass.
             _ => return park_until(deadline, || false),
         };
-        let key = {
-            let mut guard = node.lock();
-            if node.is_done_locked(&guard) {
-                return true;
-            }
-            to_key(inner_mut(&mut guard).dependents.insert(Dependent::Thread(current())))
-        };
+        let registered = node.with_live_dependents(|dependents| {
+            dependents.insert(Dependent::Thread(current()))
+        });
+        let Some(key) = registered else { return true };
         if park_until(deadline, || node.is_done()) {
             return true;
         }
@@ -201,23 +199,25 @@ impl Future for Done {
             Some(node) if node.cancellable() => node,
             _ => return Poll::Pending,
         };
-        let mut guard = node.lock();
-        if node.is_done_locked(&guard) {
-            return Poll::Ready(());
-        }
-        let dependents = &mut inner_mut(&mut guard).dependents;
-        let mut replaced = None;
-        if this.key == NOT_LINKED {
-            this.key = to_key(dependents.insert(Dependent::Waker(cx.waker().clone())));
-        } else if let Some(Dependent::Waker(waker)) = dependents.get_mut(this.key as usize) {
-            if !waker.will_wake(cx.waker()) {
-                replaced = Some(std::mem::replace(waker, cx.waker().clone()));
+        let key = &mut this.key;
+        let registered = node.with_live_dependents(|dependents| {
+            if *key == NOT_LINKED {
+                *key = dependents.insert(Dependent::Waker(cx.waker().clone()));
+            } else if let Some(Dependent::Waker(waker)) = dependents.get_mut(*key) {
+                if !waker.will_wake(cx.waker()) {
+                    return Some(std::mem::replace(waker, cx.waker().clone()));
+                }
+            }
+            None
+        });
+        match registered {
+            None => Poll::Ready(()),
+            // The old waker may own the last clone of a context: dropped here, outside the lock.
+            Some(replaced) => {
+                drop(replaced);
+                Poll::Pending
             }
         }
-        drop(guard);
-        // The old waker may own the last clone of a context: drop it outside the lock.
-        drop(replaced);
-        Poll::Pending
     }
 }
 
