@@ -60,13 +60,23 @@ use crate::error::{Cause, Error};
 use crate::slab::Slab;
 use crate::sync::{AtomicU8, AtomicU32, Mutex, MutexGuard, Ordering, Thread, lock, yield_now};
 
-/// `state` of a node that is not done. A done state is `(err + 1) | source << 2`, plus
-/// `PROPAGATING` while this node is the root of a cancel still marking its subtree.
+/// `state` of a node that is not done. A done state is `(err + 1) | source << 2`
+/// ([`Source::done_state`]), plus `PROPAGATING` while this node is the root of a cancel still
+/// marking its subtree.
 pub(crate) const LIVE: u8 = 0;
 const ERR_MASK: u8 = 0b11;
 const SOURCE_SHIFT: u8 = 2;
 const SOURCE_MASK: u8 = 0b11;
 const PROPAGATING: u8 = 0b1_0000;
+/// The source field of a done state ([`Source`]), encoded by [`Source::bits`] and decoded by
+/// [`source_of`]: the cause is the error itself, ...
+const SOURCE_ERR: u8 = 0;
+/// ... a cause of its own, ...
+const SOURCE_CUSTOM: u8 = 1;
+/// ... the parent's, ...
+const SOURCE_PARENT: u8 = 2;
+/// ... or the merge partner's.
+const SOURCE_OTHER: u8 = 3;
 /// A `parent_key` / `other_key` that names no slab entry.
 pub(crate) const NOT_LINKED: u32 = u32::MAX;
 
@@ -192,12 +202,22 @@ enum Source<'a> {
 impl Source<'_> {
     fn bits(self) -> u8 {
         match self {
-            Source::Err => 0,
-            Source::Custom(_) => 1,
-            Source::Parent => 2,
-            Source::Other => 3,
+            Source::Err => SOURCE_ERR,
+            Source::Custom(_) => SOURCE_CUSTOM,
+            Source::Parent => SOURCE_PARENT,
+            Source::Other => SOURCE_OTHER,
         }
     }
+
+    /// The done state (without `PROPAGATING`) of a node finished with `err` from this source.
+    fn done_state(self, err: Error) -> u8 {
+        (err as u8 + 1) | (self.bits() << SOURCE_SHIFT)
+    }
+}
+
+/// The source field of a done `state`: one of the `SOURCE_*` constants.
+fn source_of(state: u8) -> u8 {
+    (state >> SOURCE_SHIFT) & SOURCE_MASK
 }
 
 impl Node {
@@ -246,8 +266,7 @@ impl Node {
                 // Born done, with the parent's error and (by reference) its cause. The error
                 // bits of a done state never change, so reading them after the lock is exact.
                 let done = p.state.load(Ordering::Acquire);
-                let state = (done & ERR_MASK) | (Source::Parent.bits() << SOURCE_SHIFT);
-                child.state.store(state, Ordering::Relaxed);
+                child.state.store(Source::Parent.done_state(error_of(done)), Ordering::Relaxed);
             }
         }
         child
@@ -331,9 +350,9 @@ impl Node {
             if state == LIVE {
                 return None;
             }
-            node = match (state >> SOURCE_SHIFT) & SOURCE_MASK {
-                0 => return Some(Cause::from(error_of(state))),
-                1 => return node.lock().as_ref().and_then(|inner| inner.cause.clone()),
+            node = match source_of(state) {
+                SOURCE_ERR => return Some(Cause::from(error_of(state))),
+                SOURCE_CUSTOM => return node.lock().as_ref().and_then(|inner| inner.cause.clone()),
                 _ => node.finished_by(state)?,
             };
         }
@@ -342,9 +361,9 @@ impl Node {
     /// The node whose cancel finished this one (its parent or merge partner), for a done `state`
     /// whose source is `Parent` or `Other`.
     fn finished_by(&self, state: u8) -> Option<&Node> {
-        match (state >> SOURCE_SHIFT) & SOURCE_MASK {
-            2 => self.parent.node().map(|node| &**node),
-            3 => self.merge()?.other.node().map(|node| &**node),
+        match source_of(state) {
+            SOURCE_PARENT => self.parent.node().map(|node| &**node),
+            SOURCE_OTHER => self.merge()?.other.node().map(|node| &**node),
             _ => None,
         }
     }
@@ -363,8 +382,7 @@ impl Node {
         // A cancel root with nothing below it has no subtree to mark: no one needs to wait.
         let below = guard.as_ref().is_some_and(|inner| inner.dependents.len() > 0);
         let propagating = if root && below { PROPAGATING } else { 0 };
-        let state = (err as u8 + 1) | (source.bits() << SOURCE_SHIFT) | propagating;
-        self.state.store(state, Ordering::Release);
+        self.state.store(source.done_state(err) | propagating, Ordering::Release);
         Some(guard.as_mut().map(|inner| mem::take(&mut inner.dependents)).unwrap_or_default())
     }
 
@@ -630,6 +648,29 @@ mod tests {
             "{}",
             std::mem::size_of::<super::Node>()
         );
+    }
+
+    /// Every done state decodes, through the same constants, to the error and source it was
+    /// encoded from, is not `LIVE` and carries no `PROPAGATING` bit of its own.
+    #[test]
+    fn done_states_decode_to_what_they_encode() {
+        use super::{LIVE, PROPAGATING, Source, error_of, source_of};
+        use crate::{Cause, Error};
+        let cause = Cause::from(Error::Canceled);
+        let sources = [Source::Err, Source::Custom(&cause), Source::Parent, Source::Other];
+        let mut seen = std::collections::HashSet::new();
+        for err in [Error::Canceled, Error::DeadlineExceeded] {
+            for source in sources {
+                let state = source.done_state(err);
+                assert_ne!(state, LIVE);
+                assert_eq!(state & PROPAGATING, 0);
+                assert_eq!(error_of(state), err);
+                assert_eq!(error_of(state | PROPAGATING), err);
+                assert_eq!(source_of(state), source.bits());
+                assert_eq!(source_of(state | PROPAGATING), source.bits());
+                assert!(seen.insert(state), "two done states share an encoding");
+            }
+        }
     }
 
     /// Invariant 2, kept by `with_live_dependents` alone: dependents are lent while the node is
