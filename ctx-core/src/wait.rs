@@ -156,9 +156,8 @@ impl Context {
             // Nothing can ever finish this context: just let the time pass.
             _ => return park_until(deadline, || false),
         };
-        let registered = node.with_live_dependents(|dependents| {
-            dependents.insert(Dependent::Thread(current()))
-        });
+        let registered =
+            node.with_live_dependents(|dependents| dependents.insert(Dependent::Thread(current())));
         let Some(key) = registered else { return true };
         if park_until(deadline, || node.is_done()) {
             return true;

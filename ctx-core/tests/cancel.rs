@@ -138,7 +138,7 @@ fn child_of_a_cancelled_parent_is_born_done_with_the_parents_cause() {
         assert_eq!(born.err(), Some(Error::Canceled), "{born}");
         assert_eq!(why_of(born), Some(42), "{born}");
     }
-    assert!(cancel_handle.is_cancelled());
+    assert!(cancel_handle.is_done());
     cancel_handle.cancel_with_cause(Why(43));
     assert_eq!(why_of(&cancel), Some(42), "the first cause stays");
 }
@@ -204,20 +204,32 @@ fn cause_ordering_child_first() {
 fn the_handle_and_its_clones_cancel_the_same_context() {
     let (ctx, handle) = Context::background().with_cancel();
     let clone = handle.clone();
-    assert!(!clone.is_cancelled());
+    assert!(!clone.is_done());
     let again = handle.context();
     drop(ctx);
     clone.cancel();
-    assert!(handle.is_cancelled());
+    assert!(handle.is_done());
     assert!(again.is_done());
 }
 
+/// The handle's `is_done` is its context's: true however the context finished (its own cancel,
+/// an ancestor's, a merge partner's, a deadline), not only "this handle cancelled it".
 #[test]
-fn is_cancelled_reports_cancellation_by_an_ancestor() {
+fn the_handles_is_done_reports_every_way_its_context_finishes() {
     let (parent, parent_handle) = Context::background().with_cancel();
     let (_child, child_handle) = parent.with_cancel();
+    let (partner, partner_handle) = Context::background().with_cancel();
+    let (_merged, merged_handle) = Context::background().merge(&partner);
+    let (_expired, expired_handle) = Context::background().with_timeout(Duration::ZERO);
+    let (_own, own_handle) = Context::background().with_cancel();
+    assert!(![&child_handle, &merged_handle, &own_handle].iter().any(|h| h.is_done()));
     parent_handle.cancel();
-    assert!(child_handle.is_cancelled());
+    partner_handle.cancel();
+    own_handle.cancel();
+    for handle in [&child_handle, &merged_handle, &expired_handle, &own_handle] {
+        assert!(handle.is_done(), "{handle:?}");
+    }
+    assert_eq!(format!("{own_handle:?}"), "CancelHandle { done: true }");
 }
 
 #[test]

@@ -40,7 +40,7 @@ fn a_past_deadline_is_born_done() {
     assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     assert_eq!(ctx.cause().unwrap().downcast_ref::<Error>(), Some(&Error::DeadlineExceeded));
     assert_eq!(ctx.deadline(), Some(past));
-    assert!(handle.is_cancelled());
+    assert!(handle.is_done());
     handle.cancel();
     assert_eq!(ctx.err(), Some(Error::DeadlineExceeded), "a later cancel changes nothing");
     let (child, _h) = ctx.with_cancel();

@@ -7,7 +7,7 @@
 //! deadline already past, `without_cancel`, `merge`), cancel (five ways), clone, drop a context, a
 //! handle or a waiter, register and stop `after_func` callbacks, poll and re-poll `Done` futures.
 //! After each one, for every context still held: `is_done`, `err`, `check`, `cause`, `value`,
-//! `deadline`, `is_cancelled`, a fresh `done()` poll, `wait_timeout(0)`; plus the wake count of
+//! `deadline`, the handle's `is_done`, a fresh `done()` poll, `wait_timeout(0)`; plus the wake count of
 //! every pending `Done`, the run count of every callback, and three leak counts: live values,
 //! live callback closures and pending timer entries must equal what the model says is reachable.
 //!
@@ -696,7 +696,7 @@ impl Harness {
                 ctx
             );
             if let Some(handle) = &slot.handle {
-                prop_assert_eq!(handle.is_cancelled(), err.is_some(), "is_cancelled of {}", ctx);
+                prop_assert_eq!(handle.is_done(), err.is_some(), "handle.is_done of {}", ctx);
             }
             let ready = poll(&mut ctx.done(), &Arc::default()).is_ready();
             prop_assert_eq!(ready, err.is_some(), "fresh done() poll of {}", ctx);
