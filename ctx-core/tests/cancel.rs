@@ -1,6 +1,7 @@
 //! Cancellation: how it flows down the tree (never up), which cause wins, how it behaves when
 //! children are created, cancelled and waited on from many threads at once, and the handle's own
-//! surface (`drop_guard`, `disarm`, clones, the static guarantees of issue 2).
+//! surface (`drop_guard`, `disarm`, clones, and which types are `Clone`, `Send`, `Sync` and
+//! `'static`).
 
 mod common;
 

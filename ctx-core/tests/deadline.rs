@@ -1,4 +1,4 @@
-//! Deadlines and timeouts (issue 3): born done when already past, never early, a child never
+//! Deadlines and timeouts: born done when already past, never early, a child never
 //! extends its parent's deadline, causes, and the runtime-free timer waking thread and future
 //! waiters. Timing assertions are one-sided or generous (seconds): the suite runs on small,
 //! shared machines.
