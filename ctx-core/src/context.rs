@@ -29,7 +29,8 @@ use crate::tree::{Kind, KindRef, Node};
 /// context of its own, unequal to its parent and to its siblings, even when it adds nothing (a
 /// second `with_cancel` of the same parent). Every [`background`](Context::background) is equal to
 /// every other, and so is every [`todo`](Context::todo), but the two roots differ. Being done
-/// changes a context's state, never its identity.
+/// changes a context's state, never its identity, so a context is a sound `HashMap` key
+/// (clippy's `mutable_key_type` sees its atomics, not that: allow it there).
 ///
 /// ```
 /// use ctx::{Context, Error};
