@@ -46,7 +46,7 @@ pub use cancellable::cancellable;
 #[cfg(feature = "tokio")]
 mod group;
 #[cfg(feature = "tokio")]
-pub use group::{Group, GroupError, TaskFailed};
+pub use group::{Group, GroupError, ShutdownReport, TaskFailed};
 
 #[cfg(feature = "signal")]
 pub mod signal;
