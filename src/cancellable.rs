@@ -161,6 +161,37 @@ use crate::Error;
 #[doc(inline)]
 pub use ctx_macros::cancellable;
 
+/// Marks an expression or a `let` statement of a [`#[cancellable]`](macro@crate::cancellable)
+/// function's body that must not be cut short: its awaits are not raced, its loops are not
+/// checked and its `std::thread::sleep`s are not interrupted. `#[cancellable]` removes the
+/// marker; the function stops at its next cancellation point after the marked code.
+///
+/// ```
+/// use ctx::{Context, cancellable, not_cancellable};
+///
+/// #[cancellable]
+/// fn copy(ctx: &Context, from: &[u8], to: &mut Vec<u8>) -> Option<usize> {
+///     #[not_cancellable]
+///     for byte in from {
+///         to.push(*byte); // all or nothing
+///     }
+///     Some(to.len())
+/// }
+///
+/// let (ctx, cancel) = Context::background().with_cancel();
+/// let mut out = Vec::new();
+/// assert_eq!(copy(&ctx, b"abc", &mut out), Some(3));
+/// cancel.cancel();
+/// assert_eq!(copy(&ctx, b"abc", &mut out), None);
+/// ```
+///
+/// Importing it is optional inside a `#[cancellable]` function. Anywhere it cannot work, it is a
+/// compile error that says where it works: on a function that is not `#[cancellable]`, on a
+/// match arm or a nested item, or with arguments.
+#[cfg(feature = "macros")]
+#[doc(inline)]
+pub use ctx_macros::not_cancellable;
+
 /// The value a [`#[cancellable]`](macro@crate::cancellable) function returns when its context
 /// is done, unless the attribute names one with `on_cancel = <expr>`.
 ///
@@ -283,6 +314,59 @@ pub mod __private {
     #[inline]
     pub fn context(ctx: &Context) -> Context {
         ctx.clone()
+    }
+
+    /// The context parameter `#[cancellable]` picked by its type's name (`Context`), checked to
+    /// be this crate's: another crate's `Context` (a template engine's) is reported at the
+    /// parameter, with what to do instead.
+    #[inline]
+    pub fn picked<C: Picked + ?Sized>(ctx: &C) -> &Context {
+        ctx.context()
+    }
+
+    /// Implemented by [`Context`] only; see [`picked`].
+    #[diagnostic::on_unimplemented(
+        message = "#[cancellable] picked this parameter as the context to check, but `{Self}` is not `ctx::Context`",
+        label = "picked because its type is named `Context`",
+        note = "#[cancellable] checks the parameter whose type is named `Context`; to check another context, name it with `#[cancellable(ctx = <expr>)]`"
+    )]
+    pub trait Picked {
+        /// The context itself.
+        fn context(&self) -> &Context;
+    }
+
+    impl Picked for Context {
+        #[inline]
+        fn context(&self) -> &Context {
+            self
+        }
+    }
+
+    /// `!` by another name, which a `let` may name on stable Rust: the type of the body of a
+    /// `-> !` function.
+    pub type Never = <fn() -> ! as Returns>::Output;
+
+    /// The return type of a function pointer type; only there to name [`Never`].
+    pub trait Returns {
+        /// What the function returns.
+        type Output;
+    }
+
+    impl<T> Returns for fn() -> T {
+        type Output = T;
+    }
+
+    /// `sleep(duration)` in a `#[cancellable]` sync fn, where `sleep` is `std::thread::sleep`
+    /// by any path: waits like it, but wakes as soon as `ctx` is done, and returns `true` then.
+    /// The expansion passes the function the user called, which keeps its import in use and
+    /// makes a callee that is not a `fn(Duration)` a type error rather than a silent change.
+    #[inline]
+    pub fn sleep(
+        ctx: &Context,
+        _sleep: fn(std::time::Duration),
+        duration: std::time::Duration,
+    ) -> bool {
+        ctx.wait_timeout(duration)
     }
 
     /// The error of a context the expansion saw done.

@@ -4,11 +4,16 @@
 //!
 //! - `args.rs` parses the attribute's arguments,
 //! - `expand.rs` rewrites the function (the context local, the `'__cancel` exit, the value),
-//! - `visit.rs` inserts the cancellation points into the body and knows where to stop.
+//! - `wrappers.rs` finds the body when it is not the function's own block (a future-returning
+//!   fn, or another attribute that expanded first),
+//! - `visit.rs` inserts the cancellation points into the body and knows where to stop,
+//! - `select.rs` races `select!` and `join!`, the macro invocations it can see into.
 
 mod args;
 mod expand;
+mod select;
 mod visit;
+mod wrappers;
 
 use proc_macro::TokenStream;
 
@@ -18,4 +23,12 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn cancellable(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::cancellable(args.into(), item.into()).into()
+}
+
+/// *Where this comes from:* documented on its re-export, `ctx::not_cancellable`. Inside a
+/// `#[cancellable]` function, `#[cancellable]` removes the marker before this runs; this
+/// attribute only ever runs where the marker cannot work, and says so.
+#[proc_macro_attribute]
+pub fn not_cancellable(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::misplaced_marker(args.into(), item.into()).into()
 }

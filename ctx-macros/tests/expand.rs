@@ -3,7 +3,7 @@
 //! expands to"). After a deliberate change, regenerate with
 //! `INSTA_UPDATE=always cargo test -p ctx-macros --test expand` and review the diff.
 //!
-//! A proc-macro crate exports nothing but its macros, so the three stages are compiled in here
+//! A proc-macro crate exports nothing but its macros, so its modules are compiled in here
 //! directly; `proc_macro2` runs outside the compiler.
 
 #![allow(missing_docs, dead_code)]
@@ -12,8 +12,12 @@
 mod args;
 #[path = "../src/expand.rs"]
 mod expand;
+#[path = "../src/select.rs"]
+mod select;
 #[path = "../src/visit.rs"]
 mod visit;
+#[path = "../src/wrappers.rs"]
+mod wrappers;
 
 use proc_macro2::TokenStream;
 use quote::ToTokens as _;
@@ -250,5 +254,78 @@ snapshot! { error_keeps_the_function:
         #[not_cancellable]
         let x = 1;
         x
+    }
+}
+
+snapshot! { select_raced_handlers_kept:
+    #[cancellable]
+    async fn serve(ctx: &Context, rx: &mut Receiver<u32>) -> Result<u32, Error> {
+        let mut total = 0;
+        loop {
+            tokio::select! {
+                biased;
+                Some(mut n) = rx.recv(), if total < 100 => {
+                    n += 1;
+                    total += n;
+                }
+                _ = tick.tick() => continue,
+                else => break,
+            }
+        }
+        Ok(total)
+    }
+}
+
+snapshot! { select_with_a_done_branch_is_left_as_written:
+    #[cancellable]
+    async fn go_style(ctx: &Context, rx: &mut Receiver<u32>) -> Option<u32> {
+        tokio::select! {
+            _ = ctx.done() => None,
+            n = rx.recv() => n,
+        }
+    }
+}
+
+snapshot! { join_raced_as_a_whole:
+    #[cancellable]
+    async fn both(ctx: &Context) -> Result<(u32, u32), Error> {
+        let pair = tokio::join!(first(), second());
+        futures::try_join!(check(pair.0), check(pair.1))
+    }
+}
+
+snapshot! { blocking_sleep:
+    #[cancellable]
+    fn nap(ctx: &Context, naps: u32) -> Option<u32> {
+        for _ in 0..naps {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        thread::sleep(Duration::from_millis(10));
+        #[not_cancellable]
+        sleep(Duration::from_millis(10));
+        Some(naps)
+    }
+}
+
+snapshot! { never_returning:
+    #[cancellable(on_cancel = std::process::exit(0))]
+    fn serve(ctx: Context) -> ! {
+        loop {}
+    }
+}
+
+snapshot! { impl_trait_inside_a_default_value:
+    #[cancellable]
+    fn evens(ctx: &Context, up_to: u32) -> Option<impl Iterator<Item = u32>> {
+        Some((0..up_to).filter(|n| n % 2 == 0))
+    }
+}
+
+snapshot! { await_on_a_parenthesized_future:
+    #[cancellable]
+    async fn parens(ctx: &Context, fut: &mut Fut, boxed: Box<Fut>, c: bool) {
+        (&mut *fut).await;
+        (*boxed).await;
+        (if c { a() } else { b() }).await;
     }
 }
