@@ -44,21 +44,23 @@ impl Wrapper {
 /// The wrapper around `func`'s body and the body itself, if `func` has one of the shapes of the
 /// module doc.
 pub(crate) fn locate(func: &mut ItemFn) -> Option<(Wrapper, &mut Block)> {
-    let asyncness = func.sig.asyncness.is_some();
-    let stmts = &mut func.block.stmts;
-    if asyncness {
-        return stmts.iter_mut().find_map(|stmt| {
-            let future = bound_async(stmt, "__tracing_instrument_future")?;
-            Some((Wrapper::TracingAsync, innermost_awaited(&mut future.block)))
-        });
+    if func.sig.asyncness.is_some() {
+        return instrumented(&mut func.block).map(|body| (Wrapper::TracingAsync, body));
     }
+    let stmts = &mut func.block.stmts;
     let future_tail = match stmts.last_mut() {
         Some(Stmt::Expr(tail, None)) => tail_future(tail).is_some(),
         _ => false,
     };
     if future_tail {
         let Some(Stmt::Expr(tail, None)) = stmts.last_mut() else { return None };
-        return tail_future(tail).map(|future| (Wrapper::FutureTail, &mut future.block));
+        let future = tail_future(tail)?;
+        // `#[instrument]` above the method of an `#[async_trait]` impl instruments the inside
+        // of its `Box::pin(async move { .. })`.
+        if instrumented(&mut future.block).is_some() {
+            return instrumented(&mut future.block).map(|body| (Wrapper::FutureTail, body));
+        }
+        return Some((Wrapper::FutureTail, &mut future.block));
     }
     stmts.iter_mut().find_map(|stmt| {
         if bound_async(stmt, "body").is_some() {
@@ -68,6 +70,14 @@ pub(crate) fn locate(func: &mut ItemFn) -> Option<(Wrapper, &mut Block)> {
             Some((Wrapper::Closure, called_closure(stmt)?))
         }
     })
+}
+
+/// The body inside `#[tracing::instrument]`'s `let __tracing_instrument_future = async move {
+/// .. };`, if `block` has one.
+fn instrumented(block: &mut Block) -> Option<&mut Block> {
+    let future =
+        block.stmts.iter_mut().find_map(|stmt| bound_async(stmt, "__tracing_instrument_future"))?;
+    Some(innermost_awaited(&mut future.block))
 }
 
 /// `async { .. }`, `Box::pin(async { .. })`, `async { .. }.boxed()` or `.boxed_local()`.

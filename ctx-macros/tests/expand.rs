@@ -329,3 +329,86 @@ snapshot! { await_on_a_parenthesized_future:
         (if c { a() } else { b() }).await;
     }
 }
+
+// What `#[tokio::main]` (tokio-macros 2.7) makes of `#[tokio::main] #[cancellable] async fn
+// run(ctx: &Context) -> Option<u32> { .. }` before `#[cancellable]` runs: the body is found in
+// `let body = async { .. }`.
+snapshot! { tokio_main_above:
+    #[cancellable]
+    fn run(ctx: &Context) -> Option<u32> {
+        let body = async {
+            loop {
+                tick().await;
+            }
+        };
+        let body = {
+            if false {
+                let _: &dyn ::core::future::Future<Output = Option<u32>> = &body;
+            }
+            body
+        };
+        #[allow(clippy::expect_used, clippy::diverging_sub_expression, clippy::needless_return)]
+        {
+            return tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("Failed building the Runtime")
+                .block_on(body);
+        }
+    }
+}
+
+// `#[tracing::instrument(err)]` (tracing-attributes 0.1.31) above `#[cancellable]` on a sync fn:
+// the body is in an immediately called closure.
+snapshot! { instrument_err_above_a_sync_fn:
+    #[cancellable]
+    fn parse(ctx: &Context, lines: &[&str]) -> Result<u32, Error> {
+        let __tracing_attr_span;
+        let __tracing_attr_guard;
+        if ::tracing::level_enabled!(::tracing::Level::INFO) {
+            __tracing_attr_span = ::tracing::span!(::tracing::Level::INFO, "parse");
+            __tracing_attr_guard = __tracing_attr_span.enter();
+        }
+        #[allow(clippy::redundant_closure_call)]
+        match (move || {
+            let mut n = 0;
+            for line in lines {
+                n += line.len() as u32;
+            }
+            Ok(n)
+        })() {
+            #[allow(clippy::unit_arg)]
+            Ok(x) => Ok(x),
+            Err(e) => {
+                ::tracing::event!(::tracing::Level::ERROR, error = %e);
+                Err(e)
+            }
+        }
+    }
+}
+
+// `#[tracing::instrument(ret)]` above `#[cancellable]` on an async fn: the body is the innermost
+// `async move` block that the instrumented future awaits.
+snapshot! { instrument_ret_above_an_async_fn:
+    #[cancellable]
+    async fn crunch(ctx: &Context) -> Option<u32> {
+        let __tracing_attr_span = ::tracing::span!(::tracing::Level::INFO, "crunch");
+        let __tracing_instrument_future = async move {
+            let x = async move {
+                let mut n = 0;
+                while n < 10 {
+                    n += 1;
+                }
+                Some(n)
+            }
+            .await;
+            ::tracing::event!(::tracing::Level::INFO, return = ?x);
+            x
+        };
+        if !__tracing_attr_span.is_disabled() {
+            ::tracing::Instrument::instrument(__tracing_instrument_future, __tracing_attr_span).await
+        } else {
+            __tracing_instrument_future.await
+        }
+    }
+}
