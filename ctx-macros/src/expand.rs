@@ -149,6 +149,8 @@ struct Plan {
     ret: Type,
     /// The value returned on cancellation; `None` for `()`.
     value: Option<TokenStream>,
+    /// Whether `value` is the user's `on_cancel`.
+    on_cancel: bool,
     /// The wrapper holding the body, if it is not the function's own block (`wrappers.rs`).
     wrapper: Option<Wrapper>,
     race_awaits: bool,
@@ -216,6 +218,7 @@ impl Plan {
             source: source.unwrap_or(Source::Expr(TokenStream::new())),
             ret,
             value,
+            on_cancel: args.on_cancel.is_some(),
             wrapper,
             race_awaits: is_async && args.loops_only.is_none(),
             blocking_sleeps: !is_async,
@@ -283,6 +286,13 @@ impl Plan {
                 // parameters). Any other future is given an owned clone, so that it does not
                 // borrow the parameter: `-> impl Future` in edition 2021, a `'static` box.
                 take_outside = take_outside || prelude.is_empty();
+                if let (true, true, Source::Parameter { ident, .. }) =
+                    (take_outside, self.on_cancel, &self.source)
+                {
+                    // `on_cancel` runs in the future: it reads the clone, not the parameter.
+                    let name = ident.to_string();
+                    value = value.map(|value| rename(value, &name, &|_| hygienic_names().0));
+                }
                 (future, prelude)
             }
             Some((_, body)) => {
@@ -489,19 +499,30 @@ fn binds_self(stmt: &Stmt) -> bool {
 /// `self` becomes `__self`, spanned like the `self` it replaces (as `#[async_trait]` does in the
 /// body), so that it resolves to `#[async_trait]`'s binding.
 fn replace_self(tokens: TokenStream) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|token| match token {
-            TokenTree::Ident(ident) if ident == "self" => {
-                TokenTree::Ident(proc_macro2::Ident::new("__self", ident.span()))
+    rename(tokens, "self", &|span| Ident::new("__self", span))
+}
+
+/// Every identifier `from` in `tokens` that is not part of a path (`from::x`, `x::from`)
+/// becomes `to(its span)`.
+fn rename(tokens: TokenStream, from: &str, to: &dyn Fn(Span) -> Ident) -> TokenStream {
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    let is_colon = |token: Option<&TokenTree>| matches!(token, Some(TokenTree::Punct(punct)) if punct.as_char() == ':');
+    (0..tokens.len())
+        .map(|at| match &tokens[at] {
+            TokenTree::Ident(ident)
+                if ident == from
+                    && !is_colon(at.checked_sub(1).and_then(|before| tokens.get(before)))
+                    && !is_colon(tokens.get(at + 1)) =>
+            {
+                TokenTree::Ident(to(ident.span()))
             }
             TokenTree::Group(group) => {
-                let mut replaced =
-                    proc_macro2::Group::new(group.delimiter(), replace_self(group.stream()));
-                replaced.set_span(group.span());
-                TokenTree::Group(replaced)
+                let mut renamed =
+                    proc_macro2::Group::new(group.delimiter(), rename(group.stream(), from, to));
+                renamed.set_span(group.span());
+                TokenTree::Group(renamed)
             }
-            other => other,
+            other => other.clone(),
         })
         .collect()
 }

@@ -412,3 +412,25 @@ snapshot! { instrument_ret_above_an_async_fn:
         }
     }
 }
+
+// A future-returning fn: the context is cloned before the future is made, so the future does
+// not borrow the parameter, and `on_cancel` (the future's output) reads the clone.
+snapshot! { box_future_with_on_cancel:
+    #[cancellable(on_cancel = Err(ctx.err().unwrap()))]
+    fn fetch(ctx: &Context, key: u32) -> BoxFuture<'static, Result<u32, Error>> {
+        async move {
+            sleep(Duration::from_millis(key.into())).await;
+            Ok(key)
+        }
+        .boxed()
+    }
+}
+
+// `-> Self::Future` does not spell its output: the cancellation value is inferred.
+snapshot! { tower_style_self_future:
+    #[cancellable(ctx = self.ctx)]
+    fn call(&mut self, request: Request) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.handle(request).await })
+    }
+}
