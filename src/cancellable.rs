@@ -41,6 +41,14 @@ use crate::Error;
 ///   (`while let Some(x) = rx.recv().await`), races the awaited future against the context with
 ///   [`Context::run`](crate::Context::run). If the context finishes first, the future is dropped
 ///   where it was suspended and the function returns.
+/// - **`select!` and `join!`** (in an `async fn`): a `tokio::select!`, `futures::select!` or
+///   `select_biased!` is raced as a whole, and its handlers run in the function, rewritten like
+///   the rest of it; `biased;`, preconditions, refutable patterns and `else` / `default` /
+///   `complete` keep their meaning. A select with its own branch on `.done()` is left as
+///   written. `join!` and `try_join!` (tokio's and futures') are raced as a whole.
+/// - **Blocking sleeps** (in a sync fn): `std::thread::sleep(d)`, also written `thread::sleep(d)`
+///   or `sleep(d)`, waits on the context instead ([`Context::wait_timeout`](crate::Context::wait_timeout)),
+///   so a cancel ends it at once.
 ///
 /// When the context is done, the function returns its **cancellation value**: the `on_cancel`
 /// expression if given, else [`FromCancel::from_cancel`] of its return type (`()`, `None`,
@@ -60,7 +68,7 @@ use crate::Error;
 /// | `on_cancel = <expr>` | The value to return on cancellation. It may use the parameters (not the body's locals, which are gone by then) and is evaluated at most once per call. |
 /// | `ctx = <expr>` | The context to check, when it is not a parameter or there are two. |
 /// | `loops_only` | Do not race awaits; only check loops (and the entry). `async fn` only. |
-/// | `crate = <path>` | The path of this crate, if you renamed it in `Cargo.toml`. |
+/// | `crate = <path>` | The path of this crate, if you renamed it in `Cargo.toml`; a string (`crate = "my_ctx"`) works too. |
 ///
 /// # Cancel safety, and the two opt-outs
 /// Racing an await means that when the context is cancelled, the awaited future is **dropped
@@ -107,20 +115,72 @@ use crate::Error;
 ///   `#[cancellable]` function to call);
 /// - **nested items** (`fn`, `impl`, ...): other functions, which may carry their own
 ///   `#[cancellable]`;
-/// - **macro invocations** (`tokio::select!`, `vec![..]`, your `macro_rules!`): their tokens are
-///   not Rust code until the macro expands, after this attribute ran;
-/// - `const` blocks.
+/// - **macro invocations** other than `select!` and `join!` (`vec![..]`, your `macro_rules!`):
+///   their tokens are not Rust code until the macro expands, after this attribute ran;
+/// - `const` blocks;
+/// - **blocking calls it cannot see**: a sleep inside another function, a blocking read. Only a
+///   `sleep(d)` in the function's own body is interruptible (recognised by its name).
+///
+/// A function whose only loops and awaits are inside a closure or an `async` block is a compile
+/// error rather than a function that never stops: that is the shape an attribute leaves when it
+/// expanded first and wrapped the body. `#[tokio::main]`, `#[tokio::test]` and
+/// `#[tracing::instrument]` are recognised, and work above or below `#[cancellable]` alike.
+///
+/// After a Go-style `_ = ctx.done() => break` branch, the rest of the function is still
+/// rewritten, so its next raced await leaves: a cleanup that must run is marked
+/// `#[not_cancellable]`, or goes in `on_cancel`, which may `.await` in an `async fn`:
+///
+/// ```
+/// use ctx::{Context, cancellable};
+/// use std::time::Duration;
+/// use tokio::sync::mpsc;
+///
+/// #[cancellable(on_cancel = { log.send("stopped").await.ok(); None })]
+/// async fn serve(ctx: &Context, rx: &mut mpsc::Receiver<u32>, log: mpsc::Sender<&'static str>) -> Option<u32> {
+///     let mut total = 0;
+///     loop {
+///         tokio::select! {
+///             biased;
+///             _ = ctx.done() => break, // kept as written
+///             Some(n) = rx.recv() => total += n,
+///         }
+///     }
+///     #[not_cancellable]
+///     log.send("draining").await.ok(); // runs although the context is done
+///     tokio::time::sleep(Duration::from_millis(100)).await; // raced: it leaves here, by on_cancel
+///     log.send("drained").await.ok();
+///     Some(total)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (ctx, cancel) = Context::background().with_cancel();
+/// let (tx, mut rx) = mpsc::channel(1);
+/// let (log, mut logged) = mpsc::channel(4);
+/// let server = tokio::spawn(async move { serve(&ctx, &mut rx, log).await });
+/// tx.send(1).await.unwrap();
+/// tx.send(2).await.unwrap(); // the server has taken the first: it is running
+/// cancel.cancel();
+/// assert_eq!(server.await.unwrap(), None);
+/// assert_eq!(logged.recv().await, Some("draining"));
+/// assert_eq!(logged.recv().await, Some("stopped"));
+/// # }
+/// ```
 ///
 /// # Methods, traits, `#[async_trait]`
 /// It applies to free functions, inherent and trait-impl methods (`self`, `&self`, `&mut self`),
 /// with generics, where clauses, `impl Trait` arguments and lifetimes, and to native `async fn`
-/// in traits. An `-> impl Trait` return needs `on_cancel`, since an opaque type has no default
-/// value. Inside an `#[async_trait]` impl, put `#[cancellable]` on the method as usual:
+/// in traits. A bare `-> impl Trait` return needs `on_cancel`, since an opaque type has no
+/// default value; `Option<impl Trait>` and `Result<impl Trait, E>` get theirs by inference. A
+/// `-> !` function needs an `on_cancel` that does not return either (`panic!`, `exit`). Inside an `#[async_trait]` impl, put `#[cancellable]` on the method as usual:
 /// `#[async_trait]` rewrites the method first, into a function returning
 /// `Pin<Box<dyn Future<Output = T> + Send>>` whose body is `Box::pin(async move { .. })`, and
 /// `#[cancellable]` rewrites the inside of that `async move` block, with `T` as the return type.
-/// The same goes for any function written in that shape (or returning
-/// `impl Future<Output = T>` from an `async move` block).
+/// The same goes for any function written in that shape: a sync fn returning
+/// `impl Future<Output = T>`, `Pin<Box<dyn Future<Output = T> + Send>>`, `BoxFuture<'_, T>` or
+/// `Self::Future` from an `async` block (bare, in `Box::pin`, or with `.boxed()`). The context is
+/// cloned before the block, so the future does not borrow the parameter (an `impl Future`
+/// without `+ '_` in edition 2021, a `'static` box), and `on_cancel` is the future's output.
 ///
 /// ```
 /// use ctx::{Context, cancellable};
@@ -153,10 +213,14 @@ use crate::Error;
 /// # Compile errors
 /// Each misuse is reported on the offending token, with a hint, and the function is still
 /// emitted so the rest of the crate (and your IDE) keeps working: an item that is not a
-/// function with a body, no `Context` parameter, two of them, a context parameter without a
-/// name, an unknown, duplicate or valueless argument, `loops_only` on a sync fn, a `const fn`,
-/// an `on_cancel` or `ctx` of the wrong type, and a return type with no cancellation value
-/// (reported at the return type).
+/// function with a body, no `Context` parameter (naming one that holds a context, such as an
+/// `Arc<Context>`, with the `ctx = ..` to write), two of them, a context parameter without a
+/// name, a parameter picked by its type's name that is another crate's `Context`, an unknown,
+/// duplicate or valueless argument, a `crate = ".."` that is not a path, `loops_only` on a sync
+/// fn, a `const fn`, an `on_cancel` or `ctx` of the wrong type, an `on_cancel` that names a local
+/// of the body, a return type with no cancellation value (reported at the return type), a body
+/// whose only loops and awaits are in a closure or `async` block, and a
+/// [`#[not_cancellable]`](macro@crate::not_cancellable) where it cannot work.
 #[cfg(feature = "macros")]
 #[doc(inline)]
 pub use ctx_macros::cancellable;

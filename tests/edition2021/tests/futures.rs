@@ -8,7 +8,7 @@ mod shared;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use ctx::{cancellable, Context};
+use ctx::{Context, cancellable};
 
 #[cancellable]
 fn later(ctx: &Context, value: u32, wait: Duration) -> impl Future<Output = Option<u32>> {
