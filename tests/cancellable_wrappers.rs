@@ -82,8 +82,8 @@ async fn main_above_sleeping(ctx: Context) -> Option<()> {
 
 #[test]
 fn tokio_main_in_both_orders() {
-    three_ways("main above", |ctx, cancel, n| main_above(ctx, cancel, n));
-    three_ways("main below", |ctx, cancel, n| main_below(ctx, cancel, n));
+    three_ways("main above", main_above);
+    three_ways("main below", main_below);
 
     let (ctx, cancel) = live();
     let canceller = std::thread::spawn(move || {
@@ -186,12 +186,12 @@ fn ret_below(ctx: &Context, cancel: Option<&CancelHandle>, n: &mut u32) -> Optio
 
 #[test]
 fn sync_instrument_in_both_orders() {
-    three_ways("plain above", |ctx, cancel, n| plain_above(ctx, cancel, n));
-    three_ways("plain below", |ctx, cancel, n| plain_below(ctx, cancel, n));
+    three_ways("plain above", plain_above);
+    three_ways("plain below", plain_below);
     three_ways("err above", |ctx, cancel, n| err_above(ctx, cancel, n).ok());
     three_ways("err below", |ctx, cancel, n| err_below(ctx, cancel, n).ok());
-    three_ways("ret above", |ctx, cancel, n| ret_above(ctx, cancel, n));
-    three_ways("ret below", |ctx, cancel, n| ret_below(ctx, cancel, n));
+    three_ways("ret above", ret_above);
+    three_ways("ret below", ret_below);
     assert_eq!(err_above(&done(), None, &mut 0), Err(Error::Canceled));
 }
 
