@@ -13,20 +13,13 @@ use ctx::{CancelHandle, Context, Error, cancellable};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, timeout};
 
+mod support;
+use support::{done, live};
+
 /// Longer than any test may take: an await that is not raced would hang the test.
 const FOREVER: Duration = Duration::from_secs(60);
 /// Generous: the point is that the task stops at all, not how fast.
 const PATIENCE: Duration = Duration::from_secs(10);
-
-fn live() -> (Context, CancelHandle) {
-    Context::background().with_cancel()
-}
-
-fn done() -> Context {
-    let (ctx, cancel) = live();
-    cancel.cancel();
-    ctx
-}
 
 /// Waits until `counter` reaches `n`.
 async fn reached(counter: &AtomicU32, n: u32) {

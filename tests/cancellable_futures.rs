@@ -14,23 +14,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use ctx::{CancelHandle, Context, Error, cancellable};
+use ctx::{Context, Error, cancellable};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use tokio::time::sleep;
 
+mod support;
+use support::{done, live};
+
 const FOREVER: Duration = Duration::from_secs(60);
 const PROMPTLY: Duration = Duration::from_millis(500);
-
-fn live() -> (Context, CancelHandle) {
-    Context::background().with_cancel()
-}
-
-fn done() -> Context {
-    let (ctx, cancel) = live();
-    cancel.cancel();
-    ctx
-}
 
 /// The future made by `make`, awaited with a cancel after 20 ms; returns the output and how
 /// long it took.

@@ -12,23 +12,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use ctx::{CancelHandle, Context, Error, cancellable};
+use ctx::{Context, Error, cancellable};
 use futures::FutureExt as _;
 use tokio::sync::mpsc;
 use tokio::time::{interval, sleep};
 
+mod support;
+use support::{done, live};
+
 const FOREVER: Duration = Duration::from_secs(60);
 const PROMPTLY: Duration = Duration::from_millis(500);
-
-fn live() -> (Context, CancelHandle) {
-    Context::background().with_cancel()
-}
-
-fn done() -> Context {
-    let (ctx, cancel) = live();
-    cancel.cancel();
-    ctx
-}
 
 /// Runs `call` with a context cancelled after 20 ms; returns its result and how long it took.
 async fn cancelled_mid_way<T, F: Future<Output = T>>(

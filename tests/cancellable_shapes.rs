@@ -13,15 +13,8 @@ use std::time::{Duration, Instant};
 
 use ctx::{CancelHandle, Context, Error, cancellable};
 
-fn live() -> (Context, CancelHandle) {
-    Context::background().with_cancel()
-}
-
-fn done() -> Context {
-    let (ctx, cancel) = live();
-    cancel.cancel();
-    ctx
-}
+mod support;
+use support::{done, live};
 
 /// Cancels `cancel` from another thread after `after`.
 fn cancel_after(cancel: CancelHandle, after: Duration) -> std::thread::JoinHandle<()> {

@@ -14,18 +14,34 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ctx::{CancelHandle, Context, Error, cancellable};
 
+mod support;
+use support::{done, live};
+
 const ROUNDS: u32 = 10_000;
 const CANCEL_AT: u32 = 10;
 const PROMPTLY: Duration = Duration::from_millis(500);
 
-fn live() -> (Context, CancelHandle) {
-    Context::background().with_cancel()
-}
+/// Writes the function twice: `$above` with the wrapper attribute above `#[cancellable]`,
+/// `$below` with it below, so that both orders run the same code.
+macro_rules! both_orders {
+    (#[$wrapper:meta] async fn ($above:ident, $below:ident) $($rest:tt)*) => {
+        #[$wrapper]
+        #[cancellable]
+        async fn $above $($rest)*
 
-fn done() -> Context {
-    let (ctx, cancel) = live();
-    cancel.cancel();
-    ctx
+        #[cancellable]
+        #[$wrapper]
+        async fn $below $($rest)*
+    };
+    (#[$wrapper:meta] fn ($above:ident, $below:ident) $($rest:tt)*) => {
+        #[$wrapper]
+        #[cancellable]
+        fn $above $($rest)*
+
+        #[cancellable]
+        #[$wrapper]
+        fn $below $($rest)*
+    };
 }
 
 /// One round of a CPU loop: counts, and cancels at `CANCEL_AT` if given a handle.
@@ -53,24 +69,19 @@ fn three_ways(name: &str, f: impl Fn(&Context, Option<&CancelHandle>, &mut u32) 
 // ---------------------------------------------------------------------------------------------
 // `#[tokio::main]` on a function that is not `main`: it blocks on its own runtime.
 
-#[tokio::main(flavor = "current_thread")]
-#[cancellable]
-async fn main_above(ctx: &Context, cancel: Option<&CancelHandle>, n: &mut u32) -> Option<u32> {
-    while *n < ROUNDS {
-        round(n, cancel);
-        tokio::task::yield_now().await;
+both_orders! {
+    #[tokio::main(flavor = "current_thread")]
+    async fn (main_above, main_below)(
+        ctx: &Context,
+        cancel: Option<&CancelHandle>,
+        n: &mut u32,
+    ) -> Option<u32> {
+        while *n < ROUNDS {
+            round(n, cancel);
+            tokio::task::yield_now().await;
+        }
+        Some(*n)
     }
-    Some(*n)
-}
-
-#[cancellable]
-#[tokio::main(flavor = "current_thread")]
-async fn main_below(ctx: &Context, cancel: Option<&CancelHandle>, n: &mut u32) -> Option<u32> {
-    while *n < ROUNDS {
-        round(n, cancel);
-        tokio::task::yield_now().await;
-    }
-    Some(*n)
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -130,58 +141,46 @@ async fn tokio_test_below() {
 // ---------------------------------------------------------------------------------------------
 // `#[tracing::instrument]`, plain, `err` and `ret`, on sync and async fns, in both orders.
 
-#[tracing::instrument(skip_all)]
-#[cancellable]
-fn plain_above(ctx: &Context, cancel: Option<&CancelHandle>, n: &mut u32) -> Option<u32> {
-    while *n < ROUNDS {
-        round(n, cancel);
+both_orders! {
+    #[tracing::instrument(skip_all)]
+    fn (plain_above, plain_below)(
+        ctx: &Context,
+        cancel: Option<&CancelHandle>,
+        n: &mut u32,
+    ) -> Option<u32> {
+        while *n < ROUNDS {
+            round(n, cancel);
+        }
+        Some(*n)
     }
-    Some(*n)
 }
 
-#[cancellable]
-#[tracing::instrument(skip_all)]
-fn plain_below(ctx: &Context, cancel: Option<&CancelHandle>, n: &mut u32) -> Option<u32> {
-    while *n < ROUNDS {
-        round(n, cancel);
+both_orders! {
+    #[tracing::instrument(err, skip_all)]
+    fn (err_above, err_below)(
+        ctx: &Context,
+        cancel: Option<&CancelHandle>,
+        n: &mut u32,
+    ) -> Result<u32, Error> {
+        while *n < ROUNDS {
+            round(n, cancel);
+        }
+        Ok(*n)
     }
-    Some(*n)
 }
 
-#[tracing::instrument(err, skip_all)]
-#[cancellable]
-fn err_above(ctx: &Context, cancel: Option<&CancelHandle>, n: &mut u32) -> Result<u32, Error> {
-    while *n < ROUNDS {
-        round(n, cancel);
+both_orders! {
+    #[tracing::instrument(ret, skip_all)]
+    fn (ret_above, ret_below)(
+        ctx: &Context,
+        cancel: Option<&CancelHandle>,
+        n: &mut u32,
+    ) -> Option<u32> {
+        while *n < ROUNDS {
+            round(n, cancel);
+        }
+        Some(*n)
     }
-    Ok(*n)
-}
-
-#[cancellable]
-#[tracing::instrument(err, skip_all)]
-fn err_below(ctx: &Context, cancel: Option<&CancelHandle>, n: &mut u32) -> Result<u32, Error> {
-    while *n < ROUNDS {
-        round(n, cancel);
-    }
-    Ok(*n)
-}
-
-#[tracing::instrument(ret, skip_all)]
-#[cancellable]
-fn ret_above(ctx: &Context, cancel: Option<&CancelHandle>, n: &mut u32) -> Option<u32> {
-    while *n < ROUNDS {
-        round(n, cancel);
-    }
-    Some(*n)
-}
-
-#[cancellable]
-#[tracing::instrument(ret, skip_all)]
-fn ret_below(ctx: &Context, cancel: Option<&CancelHandle>, n: &mut u32) -> Option<u32> {
-    while *n < ROUNDS {
-        round(n, cancel);
-    }
-    Some(*n)
 }
 
 #[test]
@@ -196,27 +195,23 @@ fn sync_instrument_in_both_orders() {
 }
 
 // A CPU loop in an async fn: no await to race, only the loop's check.
-#[tracing::instrument(skip_all)]
-#[cancellable]
-async fn crunch_above(ctx: &Context, cancel: Option<&CancelHandle>, n: &mut u32) -> Option<u32> {
-    while *n < ROUNDS {
-        round(n, cancel);
+both_orders! {
+    #[tracing::instrument(skip_all)]
+    async fn (crunch_above, crunch_below)(
+        ctx: &Context,
+        cancel: Option<&CancelHandle>,
+        n: &mut u32,
+    ) -> Option<u32> {
+        while *n < ROUNDS {
+            round(n, cancel);
+        }
+        Some(*n)
     }
-    Some(*n)
 }
 
-#[cancellable]
-#[tracing::instrument(skip_all)]
-async fn crunch_below(ctx: &Context, cancel: Option<&CancelHandle>, n: &mut u32) -> Option<u32> {
-    while *n < ROUNDS {
-        round(n, cancel);
-    }
-    Some(*n)
-}
-
-#[tracing::instrument(err, ret, skip_all)]
-#[cancellable]
-async fn both_above(
+both_orders! {
+    #[tracing::instrument(err, ret, skip_all)]
+    async fn (both_above, both_below)(
     ctx: &Context,
     cancel: Option<&CancelHandle>,
     n: &mut u32,
@@ -226,20 +221,7 @@ async fn both_above(
         tokio::task::yield_now().await;
     }
     Ok(*n)
-}
-
-#[cancellable]
-#[tracing::instrument(err, ret, skip_all)]
-async fn both_below(
-    ctx: &Context,
-    cancel: Option<&CancelHandle>,
-    n: &mut u32,
-) -> Result<u32, Error> {
-    while *n < ROUNDS {
-        round(n, cancel);
-        tokio::task::yield_now().await;
     }
-    Ok(*n)
 }
 
 /// Runs a future to its end on a fresh current-thread runtime.
