@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! fn f(ctx: &Context, ..) -> R {
-//!     let __ctx = ::ctx::__private::context(&ctx);
+//!     let __ctx: &Context = ::ctx::__private::picked(ctx);
 //!     '__cancel: {
 //!         if __ctx.is_done() { break '__cancel; }
 //!         let __ret: R = { BODY with its cancellation points };
@@ -22,7 +22,8 @@
 //!
 //! `__ctx` is taken once at entry: a copy of a `&Context` parameter (free), otherwise a clone
 //! (one reference-count increment), so the body may move or re-borrow `ctx` and an explicit
-//! `ctx = <expr>` is evaluated once. `let __ret: R` gives the body the same expected
+//! `ctx = <expr>` is evaluated once. `picked` is the identity on `ctx::Context`; for a parameter
+//! of another crate's `Context` type its trait bound is the error, at the parameter. `let __ret: R` gives the body the same expected
 //! type as a function body (`collect()`, `into()` infer as before; `impl Trait` becomes `_`), and
 //! keeps the `allow` off the body: only the `return` is unreachable when the body never ends.
 //!
@@ -35,7 +36,9 @@
 //!
 //! When the body is elsewhere (a future-returning fn's `async` block, or the block or closure
 //! another attribute wrapped it in, `wrappers.rs`), the same rewrite applies there, with the
-//! future's output as `R`.
+//! future's output as `R`. A future-returning fn takes an owned clone before the future is made
+//! (the future must not borrow the parameter); the other wrappers take the context inside, where
+//! `#[cancellable]` first would have put it. A `-> !` body is typed `__private::Never`.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};

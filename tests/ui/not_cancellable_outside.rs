@@ -7,5 +7,8 @@ fn helper() -> u32 {
 }
 
 fn main() {
-    let _ = helper();
+    // On a statement outside a `#[cancellable]` fn, rustc itself refuses the attribute.
+    #[not_cancellable]
+    let value = helper();
+    let _ = value;
 }
