@@ -46,12 +46,14 @@ use syn::spanned::Spanned as _;
 use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 use syn::{
-    Block, Expr, FnArg, GenericArgument, Ident, Item, ItemFn, Pat, PathArguments, ReturnType, Stmt,
-    Type, TypeParamBound,
+    Block, Expr, GenericArgument, Ident, Item, ItemFn, Pat, PathArguments, ReturnType, Stmt, Type,
+    TypeParamBound,
 };
 
 use crate::args::{Args, Errors};
-use crate::visit::{InsertChecks, StripMarkers, hygienic_names, misplaced_markers};
+use crate::context::{Source, context_source};
+use crate::markers::{StripMarkers, misplaced_markers};
+use crate::visit::{InsertChecks, hygienic_names};
 use crate::wrappers::{self, Wrapper};
 
 /// The whole macro: `args` are the attribute's arguments, `item` what it is attached to.
@@ -125,22 +127,6 @@ fn not_a_function(item: &Item) -> syn::Error {
              help: put it on an `fn` or `async fn` that takes a `Context`"
         ),
     )
-}
-
-/// Where the context comes from.
-enum Source {
-    /// The parameter found by its type (`find_context`).
-    Parameter { ident: Ident, kind: ParamKind },
-    /// `ctx = <expr>`, parenthesized unless it is a path, a field or a call.
-    Expr(TokenStream),
-}
-
-/// How the context parameter is passed.
-#[derive(Clone, Copy)]
-enum ParamKind {
-    Owned,
-    SharedRef,
-    MutRef,
 }
 
 /// Everything checked and decided before the function is touched.
@@ -228,45 +214,6 @@ impl Plan {
         })
     }
 
-    /// `let __ctx = ..;`: the function's own handle on its context. `owned` forces a clone, for
-    /// a future that must not borrow the parameter.
-    fn enter(&self, owned: bool) -> Stmt {
-        let krate = &self.krate;
-        let (ctx, _) = hygienic_names();
-        let private = quote!(#krate::__private);
-        match &self.source {
-            Source::Parameter { ident, kind } => {
-                // The argument of `picked` is spanned on the parameter, so that a parameter of
-                // another crate's `Context` type is reported there, naming the parameter picked.
-                let picked = match kind {
-                    ParamKind::Owned => quote_spanned!(ident.span()=> #private::picked(&#ident)),
-                    ParamKind::SharedRef => quote_spanned!(ident.span()=> #private::picked(#ident)),
-                    ParamKind::MutRef => quote_spanned!(ident.span()=> #private::picked(&*#ident)),
-                };
-                match (kind, owned) {
-                    // A shared reference cannot be moved out of or mutated through by the body,
-                    // so a copy of it is enough: no clone, nothing to drop.
-                    (ParamKind::SharedRef, false) => {
-                        syn::parse_quote_spanned! {Span::mixed_site()=>
-                            let #ctx: &#private::Context = #picked;
-                        }
-                    }
-                    _ => syn::parse_quote_spanned! {Span::mixed_site()=>
-                        let #ctx = #private::context(#picked);
-                    },
-                }
-            }
-            Source::Expr(expr) => {
-                // `&` takes the span of the user's expression, so that a context of the wrong
-                // type is reported there and not on the attribute.
-                let borrow = quote_spanned!(expr.span()=> &#expr);
-                syn::parse_quote_spanned! {Span::mixed_site()=>
-                    let #ctx = #private::context(#borrow);
-                }
-            }
-        }
-    }
-
     fn apply(self, func: &mut ItemFn) -> syn::Result<()> {
         let (_, label) = hygienic_names();
         let mut visitor =
@@ -330,9 +277,9 @@ impl Plan {
             // Evaluated when the function is called (`ctx = self.ctx` before `#[async_trait]`
             // moves `self` into the future).
             let owned = self.wrapper.is_some();
-            func.block.stmts.insert(0, self.enter(owned));
+            func.block.stmts.insert(0, self.source.enter(&self.krate, owned));
         } else {
-            body.stmts.insert(prelude_len(&body.stmts), self.enter(false));
+            body.stmts.insert(prelude_len(&body.stmts), self.source.enter(&self.krate, false));
         }
         Ok(())
     }
@@ -355,24 +302,6 @@ fn wrapped_elsewhere(inner: Span) -> syn::Error {
          #[not_cancellable]",
     ));
     error
-}
-
-/// The context: `ctx = <expr>`, or the parameter found by its type.
-fn context_source(args: &Args, func: &ItemFn, errors: &mut Errors) -> Option<Source> {
-    match &args.ctx {
-        Some(expr @ (Expr::Path(_) | Expr::Field(_) | Expr::MethodCall(_) | Expr::Call(_))) => {
-            Some(Source::Expr(expr.to_token_stream()))
-        }
-        // Parenthesized, so that `&` applies to all of it.
-        Some(expr) => Some(Source::Expr(quote!((#expr)))),
-        None => match find_context(func) {
-            Ok((ident, kind)) => Some(Source::Parameter { ident: ident.clone(), kind }),
-            Err(error) => {
-                errors.push(error);
-                None
-            }
-        },
-    }
 }
 
 /// The value returned on cancellation: `on_cancel`, else `<R as FromCancel>::from_cancel(err)`
@@ -528,103 +457,6 @@ fn rename(tokens: TokenStream, from: &str, to: &dyn Fn(Span) -> Ident) -> TokenS
             other => other.clone(),
         })
         .collect()
-}
-
-/// The parameter whose type is `Context`, `&Context` or `&mut Context` (any path ending in
-/// `Context` without generic arguments, which leaves out `std::task::Context<'_>`).
-/// Returns its name, and how it is passed.
-fn find_context(func: &ItemFn) -> syn::Result<(&Ident, ParamKind)> {
-    let mut found = Vec::new();
-    for arg in &func.sig.inputs {
-        let FnArg::Typed(arg) = arg else { continue };
-        if is_context(&arg.ty) {
-            found.push(arg);
-        }
-    }
-    match found.as_slice() {
-        [] => Err(no_context(func)),
-        [arg] => match &*arg.pat {
-            Pat::Ident(pat) if pat.subpat.is_none() && pat.by_ref.is_none() => {
-                let kind = match &*arg.ty {
-                    Type::Reference(reference) if reference.mutability.is_some() => {
-                        ParamKind::MutRef
-                    }
-                    Type::Reference(_) => ParamKind::SharedRef,
-                    _ => ParamKind::Owned,
-                };
-                Ok((&pat.ident, kind))
-            }
-            pat => Err(syn::Error::new_spanned(
-                pat,
-                "#[cancellable] needs the context parameter to have a name\n\
-                 help: write `ctx: Context`, or name the context with `#[cancellable(ctx = <expr>)]`",
-            )),
-        },
-        [first, second, ..] => {
-            let name = |arg: &syn::PatType| arg.pat.to_token_stream().to_string();
-            Err(syn::Error::new_spanned(
-                &second.ty,
-                format!(
-                    "#[cancellable] found two `Context` parameters, `{}` and `{}`, and cannot \
-                     tell which one to check\nhelp: name it with `#[cancellable(ctx = {})]`",
-                    name(first),
-                    name(second),
-                    name(first),
-                ),
-            ))
-        }
-    }
-}
-
-/// No parameter is a `Context`: the error names a parameter that holds one (`Arc<Context>`),
-/// if any, else says how to add one.
-fn no_context(func: &ItemFn) -> syn::Error {
-    let holder = func.sig.inputs.iter().find_map(|arg| match arg {
-        FnArg::Typed(arg) if mentions_context(arg.ty.to_token_stream()) => match &*arg.pat {
-            Pat::Ident(pat) => Some((arg, &pat.ident)),
-            _ => None,
-        },
-        _ => None,
-    });
-    match holder {
-        Some((arg, name)) => syn::Error::new_spanned(
-            &arg.ty,
-            format!(
-                "#[cancellable] found no `Context` parameter: `{name}` holds one, but is not one\n\
-                 help: name it with `#[cancellable(ctx = {name})]` (a type that dereferences to \
-                 `Context`, such as `Arc<Context>`, works as it is)"
-            ),
-        ),
-        None => syn::Error::new(
-            func.sig.paren_token.span.join(),
-            "#[cancellable] found no `Context` parameter\n\
-             help: add one (`ctx: Context`, `ctx: &Context` or `ctx: &mut Context`), or name the \
-             context with `#[cancellable(ctx = <expr>)]`, e.g. `ctx = self.ctx`",
-        ),
-    }
-}
-
-/// Whether the tokens of a type name `Context` anywhere (`Arc<Context>`, `Option<&Context>`).
-fn mentions_context(tokens: TokenStream) -> bool {
-    tokens.into_iter().any(|token| match token {
-        TokenTree::Ident(ident) => ident == "Context",
-        TokenTree::Group(group) => mentions_context(group.stream()),
-        _ => false,
-    })
-}
-
-fn is_context(ty: &Type) -> bool {
-    match ty {
-        Type::Reference(reference) => is_context(&reference.elem),
-        Type::Paren(inner) => is_context(&inner.elem),
-        Type::Group(inner) => is_context(&inner.elem),
-        Type::Path(path) if path.qself.is_none() => path
-            .path
-            .segments
-            .last()
-            .is_some_and(|last| last.ident == "Context" && last.arguments.is_none()),
-        _ => false,
-    }
 }
 
 fn return_type(output: &ReturnType) -> Option<&Type> {

@@ -3,14 +3,18 @@
 //! crate on its own is of no use.
 //!
 //! - `args.rs` parses the attribute's arguments,
-//! - `expand.rs` rewrites the function (the context local, the `'__cancel` exit, the value),
+//! - `expand.rs` rewrites the function (the `'__cancel` exit, the cancellation value),
+//! - `context.rs` finds the context to check and takes it at entry,
 //! - `wrappers.rs` finds the body when it is not the function's own block (a future-returning
 //!   fn, or another attribute that expanded first),
 //! - `visit.rs` inserts the cancellation points into the body and knows where to stop,
+//! - `markers.rs` handles `#[not_cancellable]`,
 //! - `select.rs` races `select!` and `join!`, the macro invocations it can see into.
 
 mod args;
+mod context;
 mod expand;
+mod markers;
 mod select;
 mod visit;
 mod wrappers;

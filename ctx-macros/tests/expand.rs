@@ -10,8 +10,12 @@
 
 #[path = "../src/args.rs"]
 mod args;
+#[path = "../src/context.rs"]
+mod context;
 #[path = "../src/expand.rs"]
 mod expand;
+#[path = "../src/markers.rs"]
+mod markers;
 #[path = "../src/select.rs"]
 mod select;
 #[path = "../src/visit.rs"]
