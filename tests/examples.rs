@@ -74,6 +74,7 @@ fn build_example(name: &str) -> PathBuf {
         (cfg!(feature = "tokio"), "tokio"),
         (cfg!(feature = "tokio-clock"), "tokio-clock"),
         (cfg!(feature = "signal"), "signal"),
+        (cfg!(feature = "tokio-util"), "tokio-util"),
     ]
     .into_iter()
     .filter_map(|(on, feature)| on.then_some(feature))

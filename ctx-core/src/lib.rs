@@ -46,6 +46,8 @@ mod handle;
 mod slab;
 mod sync;
 mod timer;
+#[cfg(feature = "tokio-util")]
+mod token;
 #[cfg(feature = "tokio-clock")]
 mod tokio_clock;
 mod tree;
