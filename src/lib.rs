@@ -9,7 +9,8 @@
 //! - [`macro@cancellable`] (feature `macros`, default): put it on a function that takes a
 //!   `Context`, and every loop iteration checks the context and every `.await` races it.
 //! - [`Group`] (feature `tokio`, default): Go's errgroup on tokio; the first failure cancels the
-//!   others.
+//!   others. [`Group::shutdown`] is the graceful stop: cancel, drain up to a deadline, abort and
+//!   count the rest ([`ShutdownReport`]).
 //! - [`signal`] (feature `signal`, default): contexts cancelled by SIGINT / SIGTERM / SIGHUP /
 //!   SIGQUIT, Go's `signal.NotifyContext`; [`signal::shutdown`] is the one line a server's `main`
 //!   starts with. A second signal gets the operating system's default (it kills).
