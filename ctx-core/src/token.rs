@@ -35,7 +35,9 @@ impl Context {
     /// A [`CancellationToken`] that is cancelled when this context is done, for any reason
     /// (cancel, parent, deadline), as part of the cancel that finishes it: an
     /// [`after_func`](Context::after_func), so no task and no thread are involved. If this
-    /// context is done already, the token is returned cancelled.
+    /// context is done already, the token is returned cancelled (if it is
+    /// being finished by another thread during the call, the token is cancelled soon after, on
+    /// ctx's timer thread).
     ///
     /// Of a context that can never be done ([`background`](Context::background), a
     /// [`without_cancel`](Context::without_cancel) context), a token that is never cancelled,
@@ -54,6 +56,11 @@ impl Context {
     /// ```
     pub fn to_cancellation_token(&self) -> CancellationToken {
         let token = CancellationToken::new();
+        if self.is_done() {
+            // Here rather than through `after_func`, which would run it soon, on the timer thread.
+            token.cancel();
+            return token;
+        }
         let cancel = token.clone();
         // Dropping the registration neither stops nor detaches it; on a context that can never
         // be done, `after_func` drops the closure at once.
