@@ -73,6 +73,8 @@ fn build_example(name: &str) -> PathBuf {
         (cfg!(feature = "macros"), "macros"),
         (cfg!(feature = "tokio"), "tokio"),
         (cfg!(feature = "tokio-clock"), "tokio-clock"),
+        (cfg!(feature = "signal"), "signal"),
+        (cfg!(feature = "tokio-util"), "tokio-util"),
     ]
     .into_iter()
     .filter_map(|(on, feature)| on.then_some(feature))
@@ -258,4 +260,157 @@ fn tasks_stops_every_task_at_the_signal_and_exits() {
 #[test]
 fn threads_stops_every_task_at_the_signal_and_exits() {
     check_seed_program("threads");
+}
+
+/// `examples/signals.rs` as a child process that gets real signals from `kill`.
+#[cfg(all(unix, feature = "signal", feature = "macros", feature = "tokio"))]
+mod signals {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Child, Command, ExitStatus, Stdio};
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    use super::{NO_HANG, build_example, wait_or_kill};
+
+    /// The running example, and every stdout line it has printed so far.
+    struct Running {
+        child: Child,
+        started: Instant,
+        lines: mpsc::Receiver<String>,
+        seen: Vec<String>,
+    }
+
+    impl Running {
+        fn start(args: &[&str]) -> Running {
+            let binary = build_example("signals");
+            let started = Instant::now();
+            let mut child = Command::new(&binary)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+            let stdout = BufReader::new(child.stdout.take().expect("piped"));
+            let (sender, lines) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in stdout.lines().map_while(Result::ok) {
+                    if sender.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            Running { child, started, lines, seen: Vec::new() }
+        }
+
+        /// Reads lines until `done(seen)` holds; kills the example and fails after [`NO_HANG`].
+        fn read_until(&mut self, what: &str, done: impl Fn(&[String]) -> bool) {
+            while !done(&self.seen) {
+                let left = NO_HANG.saturating_sub(self.started.elapsed());
+                match self.lines.recv_timeout(left) {
+                    Ok(line) => self.seen.push(line),
+                    Err(err) => {
+                        let _ = self.child.kill();
+                        let _ = self.child.wait();
+                        panic!("signals: no {what} ({err}); killed. Output: {:#?}", self.seen);
+                    }
+                }
+            }
+        }
+
+        /// Waits until every task has printed `is running` at least once: the signal
+        /// registration is in place before the tasks start.
+        fn wait_until_running(&mut self) {
+            self.read_until("running tasks", |seen| {
+                ["task1", "task2", "task3"]
+                    .iter()
+                    .all(|task| seen.iter().any(|line| *line == format!("{task} is running")))
+            });
+        }
+
+        fn send(&self, name: &str) {
+            let status = Command::new("kill")
+                .args([&format!("-{name}"), &self.child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -{name} failed: {status}");
+        }
+
+        /// Waits for the example to exit and returns its status and every line it printed.
+        fn finish(mut self) -> (ExitStatus, Vec<String>) {
+            let status = wait_or_kill(&mut self.child, "signals", self.started);
+            // The pipe is closed once the process is gone: the reader ends, the channel drains.
+            self.seen.extend(self.lines.iter());
+            (status, self.seen)
+        }
+    }
+
+    fn position(lines: &[String], line: &str) -> usize {
+        let found: Vec<usize> = (0..lines.len()).filter(|&i| lines[i] == line).collect();
+        assert_eq!(found.len(), 1, "{line:?} exactly once in {lines:#?}");
+        found[0]
+    }
+
+    /// One signal: the cause is printed, every task stops, cleans up, and the drain is clean.
+    fn stops_cleanly_on(signal: &str) {
+        let mut example = Running::start(&[]);
+        example.wait_until_running();
+        example.send(signal);
+        let (status, lines) = example.finish();
+        assert!(status.success(), "exited with {status}: {lines:#?}");
+        let shutting_down = position(&lines, &format!("shutting down: received SIG{signal}"));
+        for task in ["task1", "task2", "task3"] {
+            let stop = position(&lines, &format!("{task} got the cancellation signal, stopping"));
+            let cleaned = position(&lines, &format!("{task} cleaned up"));
+            assert!(stop < cleaned, "{lines:#?}");
+            let running = format!("{task} is running");
+            assert!(lines[stop..].iter().all(|line| *line != running), "{lines:#?}");
+        }
+        assert!(shutting_down < lines.len() - 1);
+        let report = lines.last().unwrap();
+        assert!(report.starts_with("all 3 tasks stopped in "), "{lines:#?}");
+    }
+
+    #[test]
+    fn sigint_stops_every_task_and_exits_cleanly() {
+        stops_cleanly_on("INT");
+    }
+
+    #[test]
+    fn sigterm_stops_every_task_and_exits_cleanly() {
+        stops_cleanly_on("TERM");
+    }
+
+    /// The cleanups take 60 s: the second SIGINT, sent while they run, kills the process.
+    #[test]
+    fn a_second_sigint_during_a_slow_cleanup_kills_it() {
+        let mut example = Running::start(&["--slow-cleanup"]);
+        example.wait_until_running();
+        example.send("INT");
+        example.read_until("stop lines", |seen| {
+            seen.iter()
+                .filter(|line| line.ends_with("got the cancellation signal, stopping"))
+                .count()
+                == 3
+        });
+        let second = Instant::now();
+        example.send("INT");
+        let (status, lines) = example.finish();
+        assert_eq!(status.signal(), Some(2), "terminated by SIGINT: {status}, {lines:#?}");
+        assert!(lines.iter().all(|line| !line.ends_with("cleaned up")), "{lines:#?}");
+        eprintln!("signals: the second SIGINT killed the example after {:?}", second.elapsed());
+    }
+
+    /// Without a second signal, the 3 s drain deadline aborts the 60 s cleanups.
+    #[test]
+    fn the_drain_deadline_aborts_slow_cleanups() {
+        let mut example = Running::start(&["--slow-cleanup"]);
+        example.wait_until_running();
+        example.send("TERM");
+        let (status, lines) = example.finish();
+        assert_eq!(status.code(), Some(1), "{status}: {lines:#?}");
+        position(&lines, "shutting down: received SIGTERM");
+        assert_eq!(lines.last().unwrap(), "3 of 3 tasks aborted after 3s", "{lines:#?}");
+    }
 }
