@@ -177,8 +177,9 @@ impl<T> Slab<T> {
     }
 }
 
-/// The entries of a drained slab, page by page (a hand-written loop: a cancel drains every
-/// node it reaches, and `flat_map` over the pages cost a chain of 1,000 twice as much).
+/// The entries of a drained slab, page by page. A hand-written loop: a cancel drains every node
+/// it reaches, and a `flat_map` over the pages cost a 1000-deep chain 637 instructions per level
+/// against this loop's 500 (callgrind, before the drops below were written out).
 pub(crate) struct Drain<T> {
     page: std::vec::IntoIter<Entry<T>>,
     /// `None` for a slab that never outgrew page 0: nothing more to look at, or to drop.
@@ -201,8 +202,8 @@ impl<T> Iterator for Drain<T> {
 }
 
 /// Drops are written out so that dropping an empty slab, which a cancel does for every leaf it
-/// finishes, is a few inline tests instead of two calls into drop glue (12 instructions per
-/// child of a wide cancel, by callgrind).
+/// finishes, is a few inline tests instead of two calls into drop glue (18 instructions per
+/// child of a wide cancel, 173 to 155, by callgrind).
 impl<T> Drop for Slab<T> {
     #[inline]
     fn drop(&mut self) {
@@ -288,9 +289,7 @@ impl<T> MorePages<T> {
         }
         Some(value)
     }
-}
 
-impl<T> MorePages<T> {
     /// Drops trailing empty pages but one, the spare, so that a parent whose count of
     /// dependents goes back and forth across a page boundary does not add and drop a page each
     /// time. Keeps the spare invariant; the stale stack entries left behind are popped as met.
