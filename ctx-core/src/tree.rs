@@ -419,6 +419,7 @@ impl Node {
     /// Marks this node done if it is live, and takes its dependents out (invariants 1 and 2).
     /// `root` marks the node where a cancel starts (invariant 7). The first call wins; later
     /// ones return `AlreadyDone`.
+    #[inline]
     fn finish(&self, err: Error, source: Source<'_>, root: bool) -> Finished {
         let done = source.done_state(err);
         // A plain load first, so that a `GUARDED` node does not pay a failing compare-exchange.
@@ -577,6 +578,7 @@ impl Node {
     }
 
     /// Removes this node from its parents' dependents and from the timer. Idempotent.
+    #[inline]
     fn unlink(&self) {
         // Load and store, no swap: one writer at a time (invariant 5).
         let key = self.parent_key.load(Ordering::Relaxed);
@@ -635,6 +637,7 @@ impl Node {
 }
 
 /// Removes entry `key` from `node`'s dependents, dropping it outside the lock.
+#[inline]
 pub(crate) fn remove_dependent(node: &Node, key: u32) {
     let removed = node.lock().as_mut().and_then(|inner| inner.dependents.remove(key as usize));
     drop(removed);
