@@ -76,14 +76,20 @@ impl<T> Slab<T> {
         self.len
     }
 
-    /// Takes every entry out, leaving the slab empty.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> {
+    /// Takes every entry out, leaving the slab empty. Its storage stays allocated (see
+    /// [`capacity`](Slab::capacity)): a cancel hands a small emptied slab on instead of freeing it.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
         self.next_free = NONE;
         self.len = 0;
-        std::mem::take(&mut self.entries).into_iter().filter_map(|entry| match entry {
+        self.entries.drain(..).filter_map(|entry| match entry {
             Entry::Occupied(value) => Some(value),
             Entry::Vacant(_) => None,
         })
+    }
+
+    /// How many entries the storage holds without growing.
+    pub(crate) fn capacity(&self) -> usize {
+        self.entries.capacity()
     }
 }
 

@@ -46,7 +46,9 @@
 //!    and are waiters woken and callbacks run. A `cancel` that loses the race (another thread's,
 //!    or one made from a waker or callback of the winner) waits for the `PROPAGATING` bits on its
 //!    "finished by" path, so every `cancel` returns after the whole subtree is done, as in Go,
-//!    where the parent's lock is held while its children are cancelled.
+//!    where the parent's lock is held while its children are cancelled. A drained list small
+//!    enough (`SPARE_CAPACITY`) is not freed inside the cancel but handed, empty, to the next
+//!    node finished, which frees it when dropped: a deep chain's cancel frees nothing per level.
 //! 8. **Causes are not copied.** A node finished by its parent (or merge partner) records only
 //!    "same cause as my parent (other)"; that node finished first and never changes its cause, so
 //!    `cause()` follows the links (iteratively) and finds exactly the cause it would have copied.
@@ -93,6 +95,10 @@ const SOURCE_CUSTOM: u8 = 1;
 const SOURCE_PARENT: u8 = 2;
 /// ... or the merge partner's.
 const SOURCE_OTHER: u8 = 3;
+/// The largest emptied dependents list a cancel hands on to the next node it finishes rather than
+/// free (the first storage a slab allocates: 4 slots, 96 bytes on 64-bit targets). So a done node
+/// keeps at most one such empty buffer until it is dropped.
+const SPARE_CAPACITY: usize = 4;
 /// A `parent_key` / `other_key` that names no slab entry.
 pub(crate) const NOT_LINKED: u32 = u32::MAX;
 
@@ -420,7 +426,16 @@ impl Node {
     /// `root` marks the node where a cancel starts (invariant 7). The first call wins; later
     /// ones return `AlreadyDone`.
     #[inline]
-    fn finish(&self, err: Error, source: Source<'_>, root: bool) -> Finished {
+    ///
+    /// `spare` (an emptied slab, see `SPARE_CAPACITY`) replaces the dependents taken out of a
+    /// node that had any, instead of the empty default: it is freed with that node.
+    fn finish(
+        &self,
+        err: Error,
+        source: Source<'_>,
+        root: bool,
+        spare: &mut Option<Slab<Dependent>>,
+    ) -> Finished {
         let done = source.done_state(err);
         // A plain load first, so that a `GUARDED` node does not pay a failing compare-exchange.
         let state = self.state.load(Ordering::Relaxed);
@@ -460,7 +475,10 @@ impl Node {
         if let Source::Custom(cause) = source {
             guard.get_or_insert_with(Box::default).cause = Some(cause.clone());
         }
-        let dependents = guard.as_mut().map(|inner| mem::take(&mut inner.dependents));
+        let dependents = guard.as_mut().map(|inner| {
+            let replacement = if inner.dependents.len() > 0 { spare.take() } else { None };
+            mem::replace(&mut inner.dependents, replacement.unwrap_or_default())
+        });
         drop(guard);
         match dependents {
             Some(dependents) if dependents.len() > 0 => Finished::Drained(dependents),
@@ -487,7 +505,7 @@ impl Node {
     /// runs their callbacks on this thread (invariant 7). If this node was already done, waits
     /// until the cancel that finished it has finished the subtree too.
     fn cancel_from(&self, err: Error, source: Source<'_>) {
-        let first = match self.finish(err, source, true) {
+        let first = match self.finish(err, source, true, &mut None) {
             Finished::Drained(first) => first,
             Finished::AlreadyDone => {
                 self.wait_for_propagation();
@@ -499,11 +517,19 @@ impl Node {
                 return;
             }
         };
+        self.propagate(err, first);
+    }
+
+    /// The rest of a cancel rooted here that found `first` below this node: marks the subtree,
+    /// then tells it (invariant 7). Out of line, so the common leaf cancel stays small.
+    #[inline(never)]
+    fn propagate(&self, err: Error, first: Slab<Dependent>) {
         // No vector allocates unless there is a waiter, a callback or a child with dependents.
         let mut wakeups = Wakeups::default();
         let mut nested = Vec::new();
         let mut stack: Vec<(*const Node, Slab<Dependent>)> = Vec::new();
         let mut next = Some((self as *const Node, first));
+        let mut spare = None;
         while let Some((owner, mut dependents)) = next.take().or_else(|| stack.pop()) {
             for dependent in dependents.drain() {
                 match dependent {
@@ -514,7 +540,7 @@ impl Node {
                             .node()
                             .is_some_and(|p| std::ptr::eq(Arc::as_ptr(p), owner));
                         let source = if from_parent { Source::Parent } else { Source::Other };
-                        match child.finish(err, source, false) {
+                        match child.finish(err, source, false, &mut spare) {
                             Finished::Drained(more) => {
                                 child.release_timer();
                                 stack.push((Arc::as_ptr(&child), more));
@@ -535,6 +561,12 @@ impl Node {
                     Dependent::Thread(thread) => wakeups.threads.push(thread),
                     Dependent::Callback(callback) => wakeups.callbacks.push(callback),
                 }
+            }
+            // Freeing each drained list here would cost a deep chain one `free` per level inside
+            // the cancel; a small one is handed to the next node finished instead, whose drop
+            // frees it (the peer, too, frees its children's lists on drop, not on cancel).
+            if dependents.capacity() <= SPARE_CAPACITY {
+                spare = Some(dependents);
             }
         }
         // Nested cancels are rooted strictly below this one and only ever wait further down, so
