@@ -6,6 +6,8 @@
 //!   vacant or out-of-range key does nothing and returns `None`.
 //! - When the last entry is removed, the storage is reset (freed if it had grown large), so a
 //!   parent that once had a million children holds no memory for them once they are gone.
+//! - `drain` empties the slab but keeps its storage: the caller (a cancel) frees it or hands a
+//!   small one on to the next node it finishes.
 
 const NONE: usize = usize::MAX;
 
