@@ -44,6 +44,9 @@
 //!   page is added (so a stale entry never names a later page).
 //! - At most one trailing page is empty. Once every entry is removed, the box of pages is freed,
 //!   so an empty slab holds at most page 0's small buffer.
+//! - `drain` empties the slab and frees pages 1 and up, but keeps page 0's buffer (all vacant,
+//!   linked in order): the caller (a cancel) frees it or hands a small one on to the next node it
+//!   finishes (`tree.rs`, `SPARE_CAPACITY`).
 
 use std::mem;
 
@@ -154,13 +157,26 @@ impl<T> Slab<T> {
         self.len
     }
 
-    /// Takes every entry out, leaving the slab empty and holding no memory (every invariant
-    /// holds trivially); the buffers are freed as the returned iterator moves past them.
-    pub(crate) fn drain(&mut self) -> Drain<T> {
+    /// Takes every entry out, leaving the slab empty. Page 0's buffer stays allocated (see
+    /// [`capacity`](Slab::capacity)), its slots vacant and linked in order; pages 1 and up are
+    /// freed as the iterator moves past them. Dropping the iterator early drops the entries it
+    /// did not yield, so the slab is empty either way.
+    pub(crate) fn drain(&mut self) -> Drain<'_, T> {
         self.len = 0;
-        let first = mem::take(&mut self.first).into_slots();
         let rest = self.more.take().map(|more| more.pages.into_iter());
-        Drain { page: first.into_vec().into_iter(), rest }
+        let first = &mut self.first;
+        first.len = 0;
+        first.free = if first.slots.is_empty() { NO_SLOT } else { 0 };
+        let last = first.slots.len().saturating_sub(1);
+        let more = rest.map(|rest| MoreDrain { page: Vec::new().into_iter(), rest });
+        Drain { first: first.slots.iter_mut().enumerate(), last, more }
+    }
+
+    /// How many entries the storage holds without growing.
+    pub(crate) fn capacity(&self) -> usize {
+        let more =
+            self.more.as_ref().map_or(0, |more| more.pages.iter().map(|p| p.slots.len()).sum());
+        self.first.slots.len() + more
     }
 
     /// Bytes of heap this slab holds, for the tests that pin how much it gives back.
@@ -177,28 +193,65 @@ impl<T> Slab<T> {
     }
 }
 
-/// The entries of a drained slab, page by page. A hand-written loop: a cancel drains every node
-/// it reaches, and a `flat_map` over the pages cost a 1000-deep chain 637 instructions per level
-/// against this loop's 500 (callgrind, before the drops below were written out).
-pub(crate) struct Drain<T> {
-    page: std::vec::IntoIter<Entry<T>>,
-    /// `None` for a slab that never outgrew page 0: nothing more to look at, or to drop.
-    rest: Option<std::vec::IntoIter<Page<T>>>,
+/// The entries of a drained slab: page 0 in place, then pages 1 and up, taken. A hand-written
+/// loop: a cancel drains every node it reaches, and a `flat_map` over the pages cost a 1000-deep
+/// chain 637 instructions per level against this loop's 500 (callgrind, before the drops below
+/// were written out).
+pub(crate) struct Drain<'a, T> {
+    /// Page 0's slots, each left vacant and linked to the next as it is passed.
+    first: std::iter::Enumerate<std::slice::IterMut<'a, Entry<T>>>,
+    /// The index of page 0's last slot, whose link ends the free list.
+    last: usize,
+    /// `None` for a slab that never outgrew page 0: nothing more to look at, or to free.
+    more: Option<MoreDrain<T>>,
 }
 
-impl<T> Iterator for Drain<T> {
+/// The pages after page 0 of a drained slab: the one being passed, and the rest.
+struct MoreDrain<T> {
+    page: std::vec::IntoIter<Entry<T>>,
+    rest: std::vec::IntoIter<Page<T>>,
+}
+
+impl<T> Iterator for Drain<'_, T> {
     type Item = T;
 
+    #[inline]
     fn next(&mut self) -> Option<T> {
+        for (offset, slot) in self.first.by_ref() {
+            let next = if offset == self.last { NO_SLOT } else { offset as u16 + 1 };
+            if let Entry::Occupied(value) = mem::replace(slot, Entry::Vacant(next)) {
+                return Some(value);
+            }
+        }
+        let more = self.more.as_mut()?;
         loop {
-            for entry in self.page.by_ref() {
+            for entry in more.page.by_ref() {
                 if let Entry::Occupied(value) = entry {
                     return Some(value);
                 }
             }
-            self.page = self.rest.as_mut()?.next()?.into_slots().into_vec().into_iter();
+            more.page = more.rest.next()?.into_slots().into_vec().into_iter();
         }
     }
+}
+
+/// Drops what was not yielded, so that the slab is empty however the drain ends; after a drain
+/// that ran to its end (a cancel's), two inline tests.
+impl<T> Drop for Drain<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.first.len() > 0 {
+            self.for_each(drop);
+        }
+        if let Some(more) = self.more.take() {
+            drop_more_drain(more);
+        }
+    }
+}
+
+#[inline(never)]
+fn drop_more_drain<T>(more: MoreDrain<T>) {
+    drop(more);
 }
 
 /// Drops are written out so that dropping an empty slab, which a cancel does for every leaf it
@@ -504,7 +557,36 @@ mod tests {
         all.sort();
         assert_eq!(all, (1..2 * PAGE + 3).step_by(2).collect::<Vec<_>>());
         assert_eq!(slab.len(), 0);
-        assert_eq!(slab.heap_bytes(), 0);
+        assert_eq!(slab.capacity(), PAGE, "page 0 is kept, the pages after it are freed");
+        // The kept page is whole again: its slots come back in order.
+        assert_eq!((0..3).map(|i| slab.insert(i)).collect::<Vec<_>>(), vec![0, 1, 2]);
+    }
+
+    /// A drain dropped early still empties the slab (and drops what it did not yield).
+    #[test]
+    fn a_drain_dropped_early_empties_the_slab() {
+        let mut slab = Slab::default();
+        let values: Vec<_> = (0..PAGE + 10).map(std::rc::Rc::new).collect();
+        for value in &values {
+            slab.insert(value.clone());
+        }
+        assert!(slab.drain().next().is_some());
+        assert_eq!(slab.len(), 0);
+        assert!(values.iter().all(|value| std::rc::Rc::strong_count(value) == 1));
+        let keys: Vec<_> = (0..PAGE + 1).map(|i| slab.insert(std::rc::Rc::new(i))).collect();
+        assert_eq!(keys.last(), Some(&PAGE), "page 0 filled again in order, then page 1");
+    }
+
+    /// What a cancel relies on to hand a small drained slab on: it keeps its few slots.
+    #[test]
+    fn a_drained_small_slab_keeps_its_storage() {
+        let mut slab = Slab::default();
+        for i in 0..3 {
+            slab.insert(i);
+        }
+        assert_eq!(slab.drain().count(), 3);
+        assert_eq!(slab.capacity(), 4);
+        assert_eq!(Slab::<u8>::default().capacity(), 0);
     }
 
     #[derive(Debug, Clone)]
