@@ -75,6 +75,10 @@ struct MorePages<T> {
     pages: Vec<Page<T>>,
     /// Indices into `pages` of the pages that are not full, plus stale ones (see the invariants).
     open: Vec<u32>,
+    /// While the slab is drained: the page being passed, taken out of `pages`...
+    draining: std::vec::IntoIter<Entry<T>>,
+    /// ... and how many pages were taken.
+    drained: usize,
 }
 
 struct Page<T> {
@@ -159,17 +163,13 @@ impl<T> Slab<T> {
 
     /// Takes every entry out, leaving the slab empty. Page 0's buffer stays allocated (see
     /// [`capacity`](Slab::capacity)), its slots vacant and linked in order; pages 1 and up are
-    /// freed as the iterator moves past them. Dropping the iterator early drops the entries it
-    /// did not yield, so the slab is empty either way.
+    /// freed when the drain ends. Dropping the iterator early drops the entries it did not
+    /// yield, so the slab is empty either way.
     pub(crate) fn drain(&mut self) -> Drain<'_, T> {
         self.len = 0;
-        let rest = self.more.take().map(|more| more.pages.into_iter());
-        let first = &mut self.first;
-        first.len = 0;
-        first.free = if first.slots.is_empty() { NO_SLOT } else { 0 };
-        let last = first.slots.len().saturating_sub(1);
-        let more = rest.map(|rest| MoreDrain { page: Vec::new().into_iter(), rest });
-        Drain { first: first.slots.iter_mut().enumerate(), last, more }
+        self.first.len = 0;
+        self.first.free = if self.first.slots.is_empty() { NO_SLOT } else { 0 };
+        Drain { slab: self, page: 0, offset: 0 }
     }
 
     /// How many entries the storage holds without growing.
@@ -198,18 +198,13 @@ impl<T> Slab<T> {
 /// chain 637 instructions per level against this loop's 500 (callgrind, before the drops below
 /// were written out).
 pub(crate) struct Drain<'a, T> {
-    /// Page 0's slots, each left vacant and linked to the next as it is passed.
-    first: std::iter::Enumerate<std::slice::IterMut<'a, Entry<T>>>,
-    /// The index of page 0's last slot, whose link ends the free list.
-    last: usize,
-    /// `None` for a slab that never outgrew page 0: nothing more to look at, or to free.
-    more: Option<MoreDrain<T>>,
-}
-
-/// The pages after page 0 of a drained slab: the one being passed, and the rest.
-struct MoreDrain<T> {
-    page: std::vec::IntoIter<Entry<T>>,
-    rest: std::vec::IntoIter<Page<T>>,
+    /// Borrowed, not taken apart: the drain owns nothing that needs dropping, so that a drain
+    /// that ran to its end (a cancel's) ends with one inline test.
+    slab: &'a mut Slab<T>,
+    /// 0 while page 0 is passed, then 1 (the pages after it, see `MorePages::drain_next`).
+    page: usize,
+    /// The next slot of page 0 to look at.
+    offset: usize,
 }
 
 impl<T> Iterator for Drain<'_, T> {
@@ -217,41 +212,40 @@ impl<T> Iterator for Drain<'_, T> {
 
     #[inline]
     fn next(&mut self) -> Option<T> {
-        for (offset, slot) in self.first.by_ref() {
-            let next = if offset == self.last { NO_SLOT } else { offset as u16 + 1 };
-            if let Entry::Occupied(value) = mem::replace(slot, Entry::Vacant(next)) {
-                return Some(value);
-            }
-        }
-        let more = self.more.as_mut()?;
-        loop {
-            for entry in more.page.by_ref() {
-                if let Entry::Occupied(value) = entry {
+        if self.page == 0 {
+            let slots = &mut self.slab.first.slots;
+            let end = slots.len();
+            while let Some(slot) = slots.get_mut(self.offset) {
+                // Page 0 stays: each slot left vacant and linked to the next, in order.
+                self.offset += 1;
+                let next = if self.offset == end { NO_SLOT } else { self.offset as u16 };
+                if let Entry::Occupied(value) = mem::replace(slot, Entry::Vacant(next)) {
                     return Some(value);
                 }
             }
-            more.page = more.rest.next()?.into_slots().into_vec().into_iter();
+            self.page = 1;
         }
+        self.slab.more.as_mut()?.drain_next()
     }
 }
 
-/// Drops what was not yielded, so that the slab is empty however the drain ends; after a drain
-/// that ran to its end (a cancel's), two inline tests.
+/// Drops what was not yielded and frees pages 1 and up, so that the slab is empty however the
+/// drain ends.
 impl<T> Drop for Drain<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        if self.first.len() > 0 {
-            self.for_each(drop);
-        }
-        if let Some(more) = self.more.take() {
-            drop_more_drain(more);
+        if self.page == 0 || self.slab.more.is_some() {
+            self.finish();
         }
     }
 }
 
-#[inline(never)]
-fn drop_more_drain<T>(more: MoreDrain<T>) {
-    drop(more);
+impl<T> Drain<'_, T> {
+    #[cold]
+    fn finish(&mut self) {
+        self.for_each(drop);
+        self.slab.more = None;
+    }
 }
 
 /// Drops are written out so that dropping an empty slab, which a cancel does for every leaf it
@@ -287,7 +281,12 @@ fn drop_slots<T>(slots: Box<[Entry<T>]>) {
 
 impl<T> Default for MorePages<T> {
     fn default() -> Self {
-        MorePages { pages: Vec::new(), open: Vec::new() }
+        MorePages {
+            pages: Vec::new(),
+            open: Vec::new(),
+            draining: Vec::new().into_iter(),
+            drained: 0,
+        }
     }
 }
 
@@ -343,6 +342,21 @@ impl<T> MorePages<T> {
         Some(value)
     }
 
+    /// The next entry of a drain past page 0: the pages are taken one by one and passed as owned
+    /// buffers (nothing written back); the drain frees them all when it ends.
+    fn drain_next(&mut self) -> Option<T> {
+        loop {
+            for entry in self.draining.by_ref() {
+                if let Entry::Occupied(value) = entry {
+                    return Some(value);
+                }
+            }
+            let page = self.pages.get_mut(self.drained)?;
+            self.drained += 1;
+            self.draining = mem::take(&mut page.slots).into_vec().into_iter();
+        }
+    }
+
     /// Drops trailing empty pages but one, the spare, so that a parent whose count of
     /// dependents goes back and forth across a page boundary does not add and drop a page each
     /// time. Keeps the spare invariant; the stale stack entries left behind are popped as met.
@@ -373,14 +387,6 @@ fn to_index(index: usize) -> u32 {
 }
 
 impl<T> Page<T> {
-    /// The buffer. The page is forgotten, not dropped: it owns nothing more, and its drop glue
-    /// would cost a drain an out-of-line call per node.
-    fn into_slots(mut self) -> Box<[Entry<T>]> {
-        let slots = mem::take(&mut self.slots);
-        mem::forget(self);
-        slots
-    }
-
     fn is_full(&self) -> bool {
         !self.has_room()
     }
