@@ -40,6 +40,9 @@ pub use cancellable::FromCancel;
 #[cfg(feature = "macros")]
 pub use cancellable::cancellable;
 
+#[cfg(feature = "http")]
+pub mod http;
+
 #[cfg(feature = "tokio")]
 mod group;
 #[cfg(feature = "tokio")]

@@ -48,6 +48,8 @@ mod sync;
 mod timer;
 #[cfg(feature = "tokio-clock")]
 mod tokio_clock;
+#[cfg(feature = "tonic")]
+mod tonic_status;
 mod tree;
 mod values;
 mod wait;
