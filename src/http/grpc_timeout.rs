@@ -108,9 +108,21 @@ pub fn format(timeout: Duration) -> HeaderValue {
             (count <= u128::from(MAX_VALUE)).then_some((count as u64, letter))
         })
         .unwrap_or((MAX_VALUE, b'H'));
-    let mut text = count.to_string();
-    text.push(char::from(unit));
-    HeaderValue::try_from(text).expect("digits and a unit letter are a valid header value")
+    // Digits and the unit, written right to left into a buffer that fits the longest value.
+    let mut text = [0u8; MAX_DIGITS + 1];
+    let mut start = MAX_DIGITS;
+    text[MAX_DIGITS] = unit;
+    let mut rest = count;
+    loop {
+        start -= 1;
+        text[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&text[start..])
+        .expect("digits and a unit letter are a valid header value")
 }
 
 /// A `grpc-timeout` value that does not follow the wire format; see [`parse`].
