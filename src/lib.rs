@@ -12,6 +12,12 @@
 //!   others.
 //! - Feature `tokio-clock` (off by default): deadlines created inside a tokio runtime also follow
 //!   tokio's clock, so `tokio::time::pause` moves them in tests.
+//! - [`http`] (feature `http`, off by default): tower layers that give every HTTP or gRPC request
+//!   a context (cancelled when the client goes away or the response has been sent, with the
+//!   caller's `grpc-timeout` as its deadline) and carry a client's deadline and values to the
+//!   next process. For axum, tonic and hyper-util alike.
+//! - Feature `tonic` (off by default): `tonic::Status: From<ctx::Error>` (`CANCELLED`,
+//!   `DEADLINE_EXCEEDED`), so a gRPC handler answers `Err(ctx.err().unwrap().into())`.
 //!
 //! ```
 //! use ctx::Context;
