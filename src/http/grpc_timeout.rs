@@ -5,7 +5,7 @@
 //! The wire format ([gRPC over HTTP/2]) is 1 to 8 ASCII digits followed by one unit letter:
 //! `H` (hours), `M` (minutes), `S` (seconds), `m` (milliseconds), `u` (microseconds) or `n`
 //! (nanoseconds). `200m` is 200 ms; `0n` is no time at all. [`parse`] reads it strictly (anything
-//! else is a [`ParseError`], never a guess) and [`format`] writes it, rounding up so that a
+//! else is a [`ParseError`], never a guess) and [`format()`] writes it, rounding up so that a
 //! deadline never arrives earlier than it was sent.
 //!
 //! [gRPC over HTTP/2]: https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md

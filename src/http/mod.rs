@@ -18,13 +18,13 @@
 //! This is the whole protocol of the server side; [`server`](ServerLayer),
 //! [`future`](ResponseFuture) and [`body`](ResponseBody) each do one step of it.
 //!
-//! 1. **Born** when the request reaches [`ServerService::call`]: a child of the layer's `root`
+//! 1. **Born** when the request reaches [`ServerService`]'s `call`: a child of the layer's `root`
 //!    (the server's lifetime), with a deadline when the request brings a `grpc-timeout` (capped
 //!    by `max_timeout`) or the layer has a `default_timeout`, counted from that moment; then the
 //!    values of the layer's [`extract`](ServerLayer::extract)ors; then inserted into the
 //!    request's extensions. A malformed `grpc-timeout` is answered at once instead (`400`, or
 //!    `grpc-status: 13` for a gRPC request) and no context is made.
-//! 2. **Owned** by one [`RequestGuard`], which holds the only handle that cancels it. The guard
+//! 2. **Owned** by one `RequestGuard`, which holds the only handle that cancels it. The guard
 //!    moves from the response future into the response body when the handler has answered.
 //! 3. **Cancelled exactly once**, by whichever comes first:
 //!    - `root` is done: the request context has `root`'s error and cause;
