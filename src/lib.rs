@@ -12,7 +12,7 @@
 //!   others.
 //! - Feature `tokio-clock` (off by default): deadlines created inside a tokio runtime also follow
 //!   tokio's clock, so `tokio::time::pause` moves them in tests.
-//! - [`http`] (feature `http`, off by default): tower layers that give every HTTP or gRPC request
+//! - `ctx::http` (feature `http`, off by default): tower layers that give every HTTP or gRPC request
 //!   a context (cancelled when the client goes away or the response has been sent, with the
 //!   caller's `grpc-timeout` as its deadline) and carry a client's deadline and values to the
 //!   next process. For axum, tonic and hyper-util alike.
