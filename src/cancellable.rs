@@ -40,7 +40,8 @@ use crate::Error;
 /// - **Awaits** (in an `async fn`): every `.await` of the body, including in a loop condition
 ///   (`while let Some(x) = rx.recv().await`), races the awaited future against the context with
 ///   [`Context::run`](crate::Context::run). If the context finishes first, the future is dropped
-///   where it was suspended and the function returns.
+///   where it was suspended and the function returns; a result ready in the same poll as the
+///   cancel is kept (`run`'s "Fairness").
 ///
 /// When the context is done, the function returns its **cancellation value**: the `on_cancel`
 /// expression if given, else [`FromCancel::from_cancel`] of its return type (`()`, `None`,

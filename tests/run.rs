@@ -148,3 +148,56 @@ async fn dropping_the_run_future_leaves_the_context_untouched() {
     handle.cancel();
     assert_eq!(ctx.run(async { 1 }).await, Err(Error::Canceled));
 }
+
+/// Pending on its first poll, ready on every later one.
+#[derive(Default)]
+struct ReadyOnSecondPoll {
+    polls: usize,
+}
+
+impl Future for ReadyOnSecondPoll {
+    type Output = usize;
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<usize> {
+        self.polls += 1;
+        if self.polls == 1 { Poll::Pending } else { Poll::Ready(self.polls) }
+    }
+}
+
+fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+    future.poll(&mut TaskContext::from_waker(std::task::Waker::noop()))
+}
+
+/// Completion wins a tie: once the future has been polled, a result that is ready in the same
+/// poll as the cancel is returned, not thrown away (tokio-util's `run_until_cancelled` does the
+/// same). Only a context done before the first poll skips the future.
+#[test]
+fn a_future_ready_in_the_poll_after_the_cancel_returns_its_output() {
+    let (ctx, handle) = Context::background().with_cancel();
+    let mut run = std::pin::pin!(ctx.run(ReadyOnSecondPoll::default()));
+    assert_eq!(poll_once(run.as_mut()), Poll::Pending);
+    handle.cancel();
+    assert_eq!(poll_once(run.as_mut()), Poll::Ready(Ok(2)));
+}
+
+#[test]
+fn a_future_still_pending_after_the_cancel_gives_the_error() {
+    let (ctx, handle) = Context::background().with_cancel();
+    let (probe, polled, dropped) = Probe::new();
+    let mut run = std::pin::pin!(ctx.run(probe));
+    assert_eq!(poll_once(run.as_mut()), Poll::Pending);
+    polled.store(false, Ordering::SeqCst);
+    handle.cancel_with_cause(std::io::Error::other("gone"));
+    assert_eq!(poll_once(run.as_mut()), Poll::Ready(Err(Error::Canceled)));
+    assert!(polled.load(Ordering::SeqCst), "the future is polled first, then the context");
+    assert!(dropped.load(Ordering::SeqCst), "cancellation won: the future is dropped");
+}
+
+#[test]
+fn a_future_that_cancels_its_own_context_and_finishes_returns_its_output() {
+    let (ctx, handle) = Context::background().with_cancel();
+    let mut run = std::pin::pin!(ctx.run(async move {
+        handle.cancel();
+        "finished anyway"
+    }));
+    assert_eq!(poll_once(run.as_mut()), Poll::Ready(Ok("finished anyway")));
+}

@@ -9,13 +9,18 @@
 //!   (both parents of a merge), and the callback is released only when no home is left.
 //! - Lock order: a node's lock may be held while a callback's lock is taken (to record where the
 //!   callback is registered); a callback's lock is never held while taking a node's lock.
+//! - A function never runs inside the call that registers it (`after_func`, or the drop that
+//!   moves it to a parent): when registration finds the context done, the function is taken
+//!   (`Ran`) there and handed to the timer thread (`timer::run_soon`), because the registering
+//!   thread may hold a lock the function takes.
 
 use std::fmt;
 use std::sync::{Arc, Weak};
 
 use crate::Context;
 use crate::sync::{Mutex, lock};
-use crate::tree::{Dependent, Node, inner_mut, remove_dependent, to_key};
+use crate::timer::Job;
+use crate::tree::{Dependent, Node, remove_dependent};
 
 /// The registration made by [`Context::after_func`]; [`stop`](AfterFunc::stop) unregisters it.
 ///
@@ -40,7 +45,7 @@ pub(crate) struct Callback {
 }
 
 struct Inner {
-    f: Option<Box<dyn FnOnce() + Send>>,
+    f: Option<Job>,
     status: Status,
     /// The nodes whose dependents hold this callback, and its key in each.
     homes: Vec<(Weak<Node>, u32)>,
@@ -55,24 +60,32 @@ enum Status {
 }
 
 impl Context {
-    /// Arranges for `f` to run once, after this context is done; if it already is, `f` runs at
-    /// once on the calling thread, before `after_func` returns.
+    /// Arranges for `f` to run once, after this context is done. `f` never runs inside
+    /// `after_func` itself, even if the context already is done: the caller may hold a lock that
+    /// `f` takes (Go's `ExampleAfterFunc_cond` registers under the lock of a condition variable
+    /// that `f` notifies).
     ///
-    /// **Which thread:** `f` runs on the thread that finishes the context: the one calling
-    /// [`CancelHandle::cancel`](crate::CancelHandle::cancel) (after every descendant is marked
-    /// done), or the ctx timer thread when a deadline expires. Keep `f` short, or hand the work to
-    /// another thread or task: a slow `f` delays the canceller and, for deadlines, other timers.
+    /// **Which thread** runs `f`:
+    /// - the thread that finishes the context: the one calling
+    ///   [`CancelHandle::cancel`](crate::CancelHandle::cancel) (after every descendant is marked
+    ///   done, before `cancel` returns), or the ctx timer thread when a deadline expires;
+    /// - the ctx timer thread, soon after the call, if the context is already done when
+    ///   `after_func` is called (or when `f` moves to a parent that is, see below). `f` counts as
+    ///   started then: [`stop`](AfterFunc::stop) returns `false`, as Go's does.
+    ///
+    /// Keep `f` short, or hand the work to another thread or task: a slow `f` delays the
+    /// canceller or, on the timer thread, deadlines and other callbacks.
     ///
     /// No lock is held while `f` runs: it may cancel other contexts, derive children or register
     /// more callbacks. A panicking `f` does not stop other callbacks from running nor leave a
-    /// context half-cancelled; the panic is resumed in the canceller once all callbacks ran (the
-    /// timer thread reports it through the panic hook and carries on).
+    /// context half-cancelled; the panic is resumed in the canceller once all callbacks ran (on
+    /// the timer thread, the panic hook reports it and the thread carries on).
     ///
     /// If this context can never be done (a root, a [`without_cancel`](Context::without_cancel)
     /// context or values over one), `f` is dropped at once without running. If every clone of
     /// this context and its handle are dropped before it is done, `f` moves to the parent(s) that
-    /// could still have finished it (a dropped context's own deadline goes with it), and is
-    /// dropped when none could.
+    /// could still have finished it (a dropped context's own deadline goes with it; one that is
+    /// done by then runs it on the timer thread), and is dropped when none could.
     ///
     /// **Do not capture this context (or a descendant) in `f`.** That is a reference cycle, as
     /// with `Rc`: the context then lives until `f` runs or is [stopped](AfterFunc::stop), even
@@ -110,7 +123,8 @@ impl Context {
 
 impl AfterFunc {
     /// Prevents the function from running. Returns `true` if this call prevented it (it had not
-    /// run and now never will); `false` if it has already run or started, or was already stopped.
+    /// run and now never will); `false` if it has already run or started (also: was handed to the
+    /// timer thread because its context was done when it was registered), or was already stopped.
     /// Calling it twice returns `false` the second time. Safe to call from any thread, concurrently
     /// with cancellation: exactly one of "stop returned true" and "f ran" happens.
     ///
@@ -150,29 +164,29 @@ impl fmt::Debug for AfterFunc {
 }
 
 impl Callback {
-    /// Registers this callback on `ctx`, or runs it now if `ctx` is already done. Returns `false`
-    /// (doing nothing) if `ctx` can never be done.
+    /// Registers this callback on `ctx`, or hands it to the timer thread if `ctx` is already
+    /// done. Returns `false` (doing nothing) if `ctx` can never be done.
     pub(crate) fn attach(self: &Arc<Self>, ctx: &Context) -> bool {
         let Some(node) = ctx.node() else { return false };
         if !node.cancellable() && !node.is_done() {
             return false;
         }
-        {
-            // Node lock, then callback lock (the one allowed nesting): checking the status,
-            // inserting and recording the home in one critical section, so a concurrent `stop`
-            // either sees the new home or makes this a no-op.
-            let mut guard = node.lock();
-            if !node.is_done_locked(&guard) {
-                let mut inner = lock(&self.inner);
-                if inner.status == Status::Pending {
-                    let dependents = &mut inner_mut(&mut guard).dependents;
-                    let key = to_key(dependents.insert(Dependent::Callback(self.clone())));
-                    inner.homes.push((Arc::downgrade(node), key));
-                }
-                return true;
+        // Node lock, then callback lock (the one allowed nesting): checking the status,
+        // inserting and recording the home in one critical section, so a concurrent `stop`
+        // either sees the new home or makes this a no-op.
+        let registered = node.with_live_dependents(|dependents| {
+            let mut inner = lock(&self.inner);
+            if inner.status == Status::Pending {
+                let key = dependents.insert(Dependent::Callback(self.clone()));
+                inner.homes.push((Arc::downgrade(node), key));
             }
+        });
+        if registered.is_some() {
+            return true;
         }
-        self.run();
+        if let Some(f) = self.take_to_run() {
+            run_soon(f);
+        }
         true
     }
 
@@ -206,10 +220,18 @@ impl Callback {
 
     /// Runs the function if nobody took it yet. Called outside any lock.
     pub(crate) fn run(&self) {
+        if let Some(f) = self.take_to_run() {
+            f();
+        }
+    }
+
+    /// Takes the function to run it, if nobody took it yet (`Ran` from here on). Called outside
+    /// any lock.
+    fn take_to_run(&self) -> Option<Job> {
         let (f, homes) = {
             let mut inner = lock(&self.inner);
             if inner.status != Status::Pending {
-                return;
+                return None;
             }
             inner.status = Status::Ran;
             (inner.f.take(), std::mem::take(&mut inner.homes))
@@ -221,9 +243,7 @@ impl Callback {
                 remove_dependent(&node, key);
             }
         }
-        if let Some(f) = f {
-            f();
-        }
+        f
     }
 
     /// Drops the function: the context it waited on can no longer be done.
@@ -239,4 +259,17 @@ impl Callback {
         };
         drop(f);
     }
+}
+
+/// Runs a function whose context was done when it was registered: on the timer thread. Under
+/// loom, on a loom thread of its own instead (the timer thread is a real OS thread that loom can
+/// neither see nor schedule).
+#[cfg(not(loom))]
+fn run_soon(f: Job) {
+    crate::timer::run_soon(f);
+}
+
+#[cfg(loom)]
+fn run_soon(f: Job) {
+    drop(loom::thread::spawn(f));
 }

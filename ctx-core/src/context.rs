@@ -3,6 +3,7 @@
 //! `Context` from their own modules.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -22,6 +23,14 @@ use crate::tree::{Kind, KindRef, Node};
 /// `Context` is `Clone + Send + Sync + 'static`; a clone costs one reference-count increment and
 /// every clone observes the same state. When every clone of a derived context and its
 /// [`CancelHandle`] are dropped, it leaves its parent: nothing leaks if nobody calls cancel.
+///
+/// **Equality is identity** (`PartialEq`, `Eq`, `Hash`), as for tokio-util's token: clones of one
+/// context (and [`CancelHandle::context`]) are equal and hash alike; every derived context is a
+/// context of its own, unequal to its parent and to its siblings, even when it adds nothing (a
+/// second `with_cancel` of the same parent). Every [`background`](Context::background) is equal to
+/// every other, and so is every [`todo`](Context::todo), but the two roots differ. Being done
+/// changes a context's state, never its identity, so a context is a sound `HashMap` key
+/// (clippy's `mutable_key_type` sees its atomics, not that: allow it there).
 ///
 /// ```
 /// use ctx::{Context, Error};
@@ -237,6 +246,42 @@ fn todo_root() -> Arc<Node> {
 #[cfg(loom)]
 fn todo_root() -> Arc<Node> {
     Arc::new(Node::todo_root())
+}
+
+/// Identity: see [`Context`].
+///
+/// ```
+/// use ctx::Context;
+/// let (ctx, _handle) = Context::background().with_cancel();
+/// assert_eq!(ctx, ctx.clone());
+/// assert_ne!(ctx, ctx.with_cancel().0, "a child is a context of its own");
+/// assert_eq!(Context::background(), Context::background());
+/// assert_ne!(Context::background(), Context::todo());
+/// ```
+impl PartialEq for Context {
+    fn eq(&self, other: &Context) -> bool {
+        match (&self.node, &other.node) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Context {}
+
+/// Hashes the identity that [`PartialEq`] compares: equal contexts hash alike.
+///
+/// ```
+/// use std::collections::HashSet;
+/// let (ctx, _handle) = ctx::Context::background().with_cancel();
+/// let seen: HashSet<ctx::Context> = [ctx.clone(), ctx.clone(), ctx.with_value(1u8)].into();
+/// assert_eq!(seen.len(), 2);
+/// ```
+impl Hash for Context {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.node.as_ref().map(Arc::as_ptr).hash(state);
+    }
 }
 
 /// [`Context::background`].

@@ -74,8 +74,8 @@ impl Context {
     pub fn deadline(&self) -> Option<Instant> {
         let mut earliest: Option<Instant> = None;
         self.walk_up(|node| match node.kind() {
-            // A deadline layer exists only when it is earlier than every ancestor's: this chain
-            // can add nothing earlier above it.
+            // A deadline layer exists only when it is no later than every ancestor's: this
+            // chain can add nothing earlier above it.
             KindRef::Deadline(deadline) => {
                 earliest = Some(earliest.map_or(deadline.at, |e| e.min(deadline.at)));
                 ControlFlow::Continue(false)
@@ -92,8 +92,13 @@ impl Context {
     /// [`Error::Canceled`], and the timer entry is released at once), or when this context is
     /// done, whichever comes first.
     ///
-    /// If this context's deadline is already earlier, the child keeps it (Go returns a plain
-    /// cancel context then). A deadline that has passed gives a child that is born done.
+    /// If this context's deadline is already strictly earlier, the child keeps it (Go returns a
+    /// plain cancel context then, and so does this; a cause given to
+    /// [`with_deadline_cause`](Context::with_deadline_cause) is then never used). An equal
+    /// deadline gives the child a deadline of its own, as in Go: when the instant comes, equal
+    /// deadlines fire newest first, so the child finishes with its own cause (with `tokio-clock`,
+    /// when tokio's clock fires them, in tokio's order). A deadline that has
+    /// passed gives a child that is born done.
     ///
     /// The deadline is fired by the ctx timer thread, started on first use and idle (no polling)
     /// while no deadline is pending; no async runtime is needed. Deadlines follow the real
@@ -170,7 +175,7 @@ impl Context {
     }
 
     fn deadline_layer(&self, at: Instant, cause: Option<Cause>) -> (Context, CancelHandle) {
-        if self.deadline().is_some_and(|current| current <= at) {
+        if self.deadline().is_some_and(|current| current < at) {
             return self.with_cancel();
         }
         let key = timer::key(at);

@@ -73,16 +73,19 @@ impl CancelHandle {
         self.node.cancel(Error::Canceled, &Cause::new(cause));
     }
 
-    /// Returns `true` if the context this handle cancels is done (by this handle, an ancestor
-    /// or a deadline).
+    /// Returns `true` once the context this handle cancels is done, for whatever reason: this
+    /// handle's cancel, an ancestor's or a merge partner's, or a deadline. It is the context's
+    /// [`Context::is_done`] (one atomic load), not "this handle cancelled it": to know why, read
+    /// the context's [`err`](Context::err) and [`cause`](Context::cause).
     ///
     /// ```
-    /// let (_ctx, handle) = ctx::Context::background().with_cancel();
-    /// assert!(!handle.is_cancelled());
-    /// handle.cancel();
-    /// assert!(handle.is_cancelled());
+    /// let (parent, cancel_parent) = ctx::Context::background().with_cancel();
+    /// let (_ctx, handle) = parent.with_cancel();
+    /// assert!(!handle.is_done());
+    /// cancel_parent.cancel();
+    /// assert!(handle.is_done(), "done by the parent's cancel, not by this handle");
     /// ```
-    pub fn is_cancelled(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         self.node.is_done()
     }
 
@@ -115,7 +118,7 @@ impl CancelHandle {
 
 impl fmt::Debug for CancelHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CancelHandle").field("cancelled", &self.is_cancelled()).finish()
+        f.debug_struct("CancelHandle").field("done", &self.is_done()).finish()
     }
 }
 
@@ -140,7 +143,7 @@ impl DropGuard {
     /// ```
     /// let (_ctx, handle) = ctx::Context::background().with_cancel();
     /// let handle = handle.drop_guard().disarm();
-    /// assert!(!handle.is_cancelled());
+    /// assert!(!handle.is_done());
     /// ```
     pub fn disarm(mut self) -> CancelHandle {
         self.handle.take().expect("a guard holds its handle until disarmed or dropped")

@@ -1,6 +1,8 @@
 //! The deadline timer: one lazily started thread that cancels contexts whose deadline has
 //! passed. It needs no async runtime, so deadlines work on plain threads, on tokio and on any
-//! other executor alike.
+//! other executor alike. It also runs the `after_func` callbacks registered on contexts that are
+//! already done (`run_soon`): they must not run inside the call that registers them, which may
+//! hold a lock the callback takes (Go runs them on a goroutine of their own).
 //!
 //! Invariants:
 //! - `entries` maps `(deadline, id)` to the deadline context, held weakly: a pending timer never
@@ -9,12 +11,18 @@
 //! - A context removes its entry when it is cancelled, fires or is dropped (`DeadlineLayer::release`),
 //!   so cancelled or dropped contexts leave nothing behind.
 //! - The thread sleeps on the condition variable until the earliest deadline, or indefinitely
-//!   while no deadline is pending: it does no work and no polling when idle. An insert that
+//!   while no deadline is pending and no callback is ready: it does no work and no polling when
+//!   idle. An insert that
 //!   becomes the earliest entry notifies it.
 //! - It fires an entry only once `Instant::now() >= deadline`: deadlines never fire early.
-//! - It never holds the timer lock while cancelling (tree invariant 3): it takes the due entries
-//!   out, unlocks, then cancels them.
+//! - Entries due together fire in deadline order, equal deadlines newest first. A context is
+//!   always newer than its ancestors, so a deadline equal to an ancestor's finishes its own
+//!   context with its own cause before the ancestor's cancel reaches it (Go keeps that layer too).
+//! - It never holds the timer lock while cancelling or running a callback (tree invariant 3): it
+//!   takes the due entries and the ready callbacks out, unlocks, then runs them. Ready callbacks
+//!   come first, each once, in the order they were handed over; `run_soon` always notifies.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,9 +39,14 @@ struct Timer {
     wake: Condvar,
 }
 
+/// A callback to run on the timer thread.
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
+
 #[derive(Default)]
 struct State {
     entries: BTreeMap<Key, Weak<Node>>,
+    /// Callbacks handed over by `run_soon`, not yet taken by the thread.
+    ready: Vec<Job>,
     started: bool,
     /// When the timer thread will wake up by itself (`None`: it waits to be notified). An insert
     /// notifies it only if its deadline comes earlier.
@@ -62,19 +75,37 @@ pub(crate) fn key(deadline: Instant) -> Key {
 pub(crate) fn insert(key: Key, node: Weak<Node>) {
     let timer = timer();
     let mut state = lock(timer);
-    if !state.started {
-        // Started before the first entry goes in: if the OS refuses, nothing is left behind.
-        std::thread::Builder::new()
-            .name("ctx-timer".into())
-            .spawn(move || run(timer))
-            .expect("ctx: cannot start the deadline timer thread");
-        state.started = true;
-    }
+    start_once(timer, &mut state);
     let earliest = state.wakes_at.is_none_or(|at| key.0 < at);
     state.entries.insert(key, node);
     if earliest {
         state.wakes_at = Some(key.0);
         timer.wake.notify_one();
+    }
+}
+
+/// Runs `job` on the timer thread, soon and outside any lock of this crate. A panic in it is
+/// reported by the panic hook; the thread carries on.
+///
+/// # Panics
+/// If the operating system refuses to start the timer thread (the first time only).
+pub(crate) fn run_soon(job: Job) {
+    let timer = timer();
+    let mut state = lock(timer);
+    start_once(timer, &mut state);
+    state.ready.push(job);
+    timer.wake.notify_one();
+}
+
+/// Starts the timer thread if it is not running yet. Called before the first entry or job goes
+/// in: if the OS refuses, nothing is left behind.
+fn start_once(timer: &'static Timer, state: &mut State) {
+    if !state.started {
+        std::thread::Builder::new()
+            .name("ctx-timer".into())
+            .spawn(move || run(timer))
+            .expect("ctx: cannot start the deadline timer thread");
+        state.started = true;
     }
 }
 
@@ -93,17 +124,28 @@ pub(crate) fn pending() -> usize {
 fn run(timer: &'static Timer) {
     let mut state = lock(timer);
     loop {
+        if !state.ready.is_empty() {
+            let ready = std::mem::take(&mut state.ready);
+            drop(state);
+            for job in ready {
+                // As for deadlines below: a panicking callback must not kill the thread.
+                let _ = panic::catch_unwind(AssertUnwindSafe(job));
+            }
+            state = lock(timer);
+            continue;
+        }
         let now = Instant::now();
         let mut due = Vec::new();
         while let Some(entry) = state.entries.first_entry() {
             if entry.key().0 > now {
                 break;
             }
-            due.push(entry.remove());
+            due.push(entry.remove_entry());
         }
         if !due.is_empty() {
             drop(state);
-            for node in due {
+            due.sort_by_key(|&((at, id), _)| (at, Reverse(id)));
+            for (_, node) in due {
                 // A panicking callback, or a panicking `Drop` of a value released when this
                 // thread drops the last clone, must not kill the timer: every later deadline
                 // depends on it. The panic hook has already reported the panic.

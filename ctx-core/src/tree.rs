@@ -13,9 +13,10 @@
 //!    [`Node::finish`], while holding the node's lock, in the same critical section that records
 //!    the cause and takes every dependent out. It never goes back.
 //! 2. **Done nodes have no dependents.** Once `state != LIVE`, the dependents slab is empty and
-//!    every insertion is refused (callers check `state` under the lock first). So a dependent is
-//!    either in the slab when `finish` drains it (and is then woken, cancelled or run), or is added
-//!    after and sees the node done: no lost wake-up, no child born live under a done parent.
+//!    every insertion is refused: the only way in is [`Node::with_live_dependents`], which checks
+//!    `state` under the lock it then inserts under. So a dependent is either in the slab when
+//!    `finish` drains it (and is then woken, cancelled or run), or is added after and sees the
+//!    node done: no lost wake-up, no child born live under a done parent.
 //! 3. **One lock at a time.** No thread holds two node locks at once, nor a node lock and the timer
 //!    lock. The single nesting is a node lock then the lock of an `after_func` callback it
 //!    registers (`after_func.rs`), which never takes a node lock itself. Hence no deadlock.
@@ -59,13 +60,23 @@ use crate::error::{Cause, Error};
 use crate::slab::Slab;
 use crate::sync::{AtomicU8, AtomicU32, Mutex, MutexGuard, Ordering, Thread, lock, yield_now};
 
-/// `state` of a node that is not done. A done state is `(err + 1) | source << 2`, plus
-/// `PROPAGATING` while this node is the root of a cancel still marking its subtree.
+/// `state` of a node that is not done. A done state is `(err + 1) | source << 2`
+/// ([`Source::done_state`]), plus `PROPAGATING` while this node is the root of a cancel still
+/// marking its subtree.
 pub(crate) const LIVE: u8 = 0;
 const ERR_MASK: u8 = 0b11;
 const SOURCE_SHIFT: u8 = 2;
 const SOURCE_MASK: u8 = 0b11;
 const PROPAGATING: u8 = 0b1_0000;
+/// The source field of a done state ([`Source`]), encoded by [`Source::bits`] and decoded by
+/// [`source_of`]: the cause is the error itself, ...
+const SOURCE_ERR: u8 = 0;
+/// ... a cause of its own, ...
+const SOURCE_CUSTOM: u8 = 1;
+/// ... the parent's, ...
+const SOURCE_PARENT: u8 = 2;
+/// ... or the merge partner's.
+const SOURCE_OTHER: u8 = 3;
 /// A `parent_key` / `other_key` that names no slab entry.
 pub(crate) const NOT_LINKED: u32 = u32::MAX;
 
@@ -91,16 +102,39 @@ pub(crate) struct Node {
     layer: Option<Box<dyn Layer>>,
 }
 
+/// What a node's lock guards. Private to the tree: other modules reach the dependents only
+/// through [`Node::with_live_dependents`] and [`remove_dependent`].
 #[derive(Default)]
-pub(crate) struct Inner {
+struct Inner {
     /// Set only when the node finished with a cause other than its own error (`Source::Custom`).
     cause: Option<Cause>,
-    pub(crate) dependents: Slab<Dependent>,
+    dependents: Slab<Dependent>,
+}
+
+/// The dependents of a node that is live, lent under its lock by [`Node::with_live_dependents`].
+pub(crate) struct LiveDependents<'a> {
+    slab: &'a mut Slab<Dependent>,
+}
+
+impl LiveDependents<'_> {
+    /// Adds `dependent`, returning the key that [`remove_dependent`] takes.
+    ///
+    /// # Panics
+    /// If the node has more than four billion live dependents at once.
+    pub(crate) fn insert(&mut self, dependent: Dependent) -> u32 {
+        to_key(self.slab.insert(dependent))
+    }
+
+    /// The dependent stored under `key`, if it is still there.
+    pub(crate) fn get_mut(&mut self, key: u32) -> Option<&mut Dependent> {
+        self.slab.get_mut(key as usize)
+    }
 }
 
 /// What to build: the kinds of layer, as `Context`'s methods ask for them.
 pub(crate) enum Kind {
-    /// `with_cancel`, or a deadline later than the parent's (Go returns a cancel context then).
+    /// `with_cancel`, or a deadline strictly later than the parent's (Go returns a cancel context
+    /// then).
     Cancel,
     Deadline(DeadlineLayer),
     Value(Box<dyn Layer>),
@@ -168,12 +202,22 @@ enum Source<'a> {
 impl Source<'_> {
     fn bits(self) -> u8 {
         match self {
-            Source::Err => 0,
-            Source::Custom(_) => 1,
-            Source::Parent => 2,
-            Source::Other => 3,
+            Source::Err => SOURCE_ERR,
+            Source::Custom(_) => SOURCE_CUSTOM,
+            Source::Parent => SOURCE_PARENT,
+            Source::Other => SOURCE_OTHER,
         }
     }
+
+    /// The done state (without `PROPAGATING`) of a node finished with `err` from this source.
+    fn done_state(self, err: Error) -> u8 {
+        (err as u8 + 1) | (self.bits() << SOURCE_SHIFT)
+    }
+}
+
+/// The source field of a done `state`: one of the `SOURCE_*` constants.
+fn source_of(state: u8) -> u8 {
+    (state >> SOURCE_SHIFT) & SOURCE_MASK
 }
 
 impl Node {
@@ -214,18 +258,15 @@ impl Node {
         // `Weak` is in the parent's dependents, and a cancel that finds it there can upgrade it.
         let child = Arc::new(Node::new(flags, LIVE, NOT_LINKED, parent.clone(), layer));
         if let Some(p) = linked {
-            let mut guard = p.lock();
-            match p.state.load(Ordering::Relaxed) {
-                LIVE => {
-                    let dependents = &mut inner_mut(&mut guard).dependents;
-                    let key = to_key(dependents.insert(Dependent::Child(Arc::downgrade(&child))));
-                    child.parent_key.store(key, Ordering::Relaxed);
-                }
-                // Born done, with the parent's error and (by reference) its cause.
-                done => {
-                    let state = (done & ERR_MASK) | (Source::Parent.bits() << SOURCE_SHIFT);
-                    child.state.store(state, Ordering::Relaxed);
-                }
+            let linked = p.with_live_dependents(|dependents| {
+                let key = dependents.insert(Dependent::Child(Arc::downgrade(&child)));
+                child.parent_key.store(key, Ordering::Relaxed);
+            });
+            if linked.is_none() {
+                // Born done, with the parent's error and (by reference) its cause. The error
+                // bits of a done state never change, so reading them after the lock is exact.
+                let done = p.state.load(Ordering::Acquire);
+                child.state.store(Source::Parent.done_state(error_of(done)), Ordering::Relaxed);
             }
         }
         child
@@ -252,33 +293,40 @@ impl Node {
     pub(crate) fn link_other(self: &Arc<Node>) {
         let Some(merge) = self.merge() else { return };
         let Some(other) = merge.other.node().filter(|o| o.cancellable()) else { return };
-        let done = {
-            let mut guard = other.lock();
-            match other.state.load(Ordering::Relaxed) {
-                LIVE => {
-                    let dependents = &mut inner_mut(&mut guard).dependents;
-                    let key = dependents.insert(Dependent::Child(Arc::downgrade(self)));
-                    merge.other_key.store(to_key(key), Ordering::Relaxed);
-                    return;
-                }
-                done => done,
-            }
-        };
-        self.cancel_from(error_of(done), Source::Other);
+        let linked = other.with_live_dependents(|dependents| {
+            let key = dependents.insert(Dependent::Child(Arc::downgrade(self)));
+            merge.other_key.store(key, Ordering::Relaxed);
+        });
+        if linked.is_none() {
+            self.cancel_from(error_of(other.state.load(Ordering::Acquire)), Source::Other);
+        }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Option<Box<Inner>>> {
+    /// Runs `f` on this node's dependents under its lock if the node is live, and returns what
+    /// `f` returns; returns `None` without running `f` if the node is done. This is the one way
+    /// to add a dependent, so invariant 2 ("check the state under the lock first") is kept here
+    /// alone. `f` runs under the node's lock: it must not take another node's lock (invariant
+    /// 3) nor run foreign code (invariant 4); it may take a callback's lock (the one nesting).
+    /// What `f` takes out (a replaced waker) must be dropped by the caller, after this returns.
+    pub(crate) fn with_live_dependents<R>(
+        &self,
+        f: impl FnOnce(&mut LiveDependents<'_>) -> R,
+    ) -> Option<R> {
+        let mut guard = self.lock();
+        if self.state.load(Ordering::Relaxed) != LIVE {
+            return None;
+        }
+        let inner = guard.get_or_insert_with(Box::default);
+        Some(f(&mut LiveDependents { slab: &mut inner.dependents }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Box<Inner>>> {
         lock(&self.inner)
     }
 
     #[inline]
     pub(crate) fn is_done(&self) -> bool {
         self.state.load(Ordering::Acquire) != LIVE
-    }
-
-    /// Whether the node is done, read by a caller holding its lock (the guard is the proof).
-    pub(crate) fn is_done_locked(&self, _guard: &MutexGuard<'_, Option<Box<Inner>>>) -> bool {
-        self.state.load(Ordering::Relaxed) != LIVE
     }
 
     /// Whether this node can ever become done (see `CANCELLABLE`).
@@ -302,9 +350,9 @@ impl Node {
             if state == LIVE {
                 return None;
             }
-            node = match (state >> SOURCE_SHIFT) & SOURCE_MASK {
-                0 => return Some(Cause::from(error_of(state))),
-                1 => return node.lock().as_ref().and_then(|inner| inner.cause.clone()),
+            node = match source_of(state) {
+                SOURCE_ERR => return Some(Cause::from(error_of(state))),
+                SOURCE_CUSTOM => return node.lock().as_ref().and_then(|inner| inner.cause.clone()),
                 _ => node.finished_by(state)?,
             };
         }
@@ -313,9 +361,9 @@ impl Node {
     /// The node whose cancel finished this one (its parent or merge partner), for a done `state`
     /// whose source is `Parent` or `Other`.
     fn finished_by(&self, state: u8) -> Option<&Node> {
-        match (state >> SOURCE_SHIFT) & SOURCE_MASK {
-            2 => self.parent.node().map(|node| &**node),
-            3 => self.merge()?.other.node().map(|node| &**node),
+        match source_of(state) {
+            SOURCE_PARENT => self.parent.node().map(|node| &**node),
+            SOURCE_OTHER => self.merge()?.other.node().map(|node| &**node),
             _ => None,
         }
     }
@@ -329,13 +377,12 @@ impl Node {
             return None;
         }
         if let Source::Custom(cause) = source {
-            inner_mut(&mut guard).cause = Some(cause.clone());
+            guard.get_or_insert_with(Box::default).cause = Some(cause.clone());
         }
         // A cancel root with nothing below it has no subtree to mark: no one needs to wait.
         let below = guard.as_ref().is_some_and(|inner| inner.dependents.len() > 0);
         let propagating = if root && below { PROPAGATING } else { 0 };
-        let state = (err as u8 + 1) | (source.bits() << SOURCE_SHIFT) | propagating;
-        self.state.store(state, Ordering::Release);
+        self.state.store(source.done_state(err) | propagating, Ordering::Release);
         Some(guard.as_mut().map(|inner| mem::take(&mut inner.dependents)).unwrap_or_default())
     }
 
@@ -497,11 +544,6 @@ impl Node {
     }
 }
 
-/// The boxed `Inner` of a locked node, allocated on first use.
-pub(crate) fn inner_mut<'a>(guard: &'a mut MutexGuard<'_, Option<Box<Inner>>>) -> &'a mut Inner {
-    guard.get_or_insert_with(Box::default)
-}
-
 /// Removes entry `key` from `node`'s dependents, dropping it outside the lock.
 pub(crate) fn remove_dependent(node: &Node, key: u32) {
     let removed = node.lock().as_mut().and_then(|inner| inner.dependents.remove(key as usize));
@@ -512,7 +554,7 @@ pub(crate) fn remove_dependent(node: &Node, key: u32) {
 ///
 /// # Panics
 /// If one context has more than four billion live dependents at once.
-pub(crate) fn to_key(key: usize) -> u32 {
+fn to_key(key: usize) -> u32 {
     match u32::try_from(key) {
         Ok(key) if key != NOT_LINKED => key,
         _ => panic!("ctx: more than 4 billion children and waiters on one context"),
@@ -606,6 +648,50 @@ mod tests {
             "{}",
             std::mem::size_of::<super::Node>()
         );
+    }
+
+    /// Every done state decodes, through the same constants, to the error and source it was
+    /// encoded from, is not `LIVE` and carries no `PROPAGATING` bit of its own.
+    #[test]
+    fn done_states_decode_to_what_they_encode() {
+        use super::{LIVE, PROPAGATING, Source, error_of, source_of};
+        use crate::{Cause, Error};
+        let cause = Cause::from(Error::Canceled);
+        let sources = [Source::Err, Source::Custom(&cause), Source::Parent, Source::Other];
+        let mut seen = std::collections::HashSet::new();
+        for err in [Error::Canceled, Error::DeadlineExceeded] {
+            for source in sources {
+                let state = source.done_state(err);
+                assert_ne!(state, LIVE);
+                assert_eq!(state & PROPAGATING, 0);
+                assert_eq!(error_of(state), err);
+                assert_eq!(error_of(state | PROPAGATING), err);
+                assert_eq!(source_of(state), source.bits());
+                assert_eq!(source_of(state | PROPAGATING), source.bits());
+                assert!(seen.insert(state), "two done states share an encoding");
+            }
+        }
+    }
+
+    /// Invariant 2, kept by `with_live_dependents` alone: dependents are lent while the node is
+    /// live, and never once it is done (`f` does not even run).
+    #[test]
+    #[cfg(not(loom))]
+    fn dependents_are_lent_only_while_the_node_is_live() {
+        use super::Dependent;
+        let (ctx, handle) = crate::Context::background().with_cancel();
+        let node = ctx.node().expect("a derived context has a node");
+        let waiter = || Dependent::Thread(std::thread::current());
+        let first = node.with_live_dependents(|dependents| dependents.insert(waiter()));
+        let second = node.with_live_dependents(|dependents| dependents.insert(waiter()));
+        assert_eq!((first, second), (Some(0), Some(1)));
+        let lent_again = node.with_live_dependents(|dependents| dependents.get_mut(1).is_some());
+        assert_eq!(lent_again, Some(true));
+        handle.cancel();
+        let mut ran = false;
+        assert!(node.with_live_dependents(|_| ran = true).is_none());
+        assert!(!ran, "a done node lends nothing");
+        assert!(node.lock().as_ref().is_some_and(|inner| inner.dependents.len() == 0));
     }
 
     /// Invariant 8: descendants report the cause of the node the cancel started at, through

@@ -1,9 +1,10 @@
 //! Waiting for a context: the [`Done`] future, blocking [`Context::wait`], and
 //! [`Context::run`], which races a future against cancellation.
 //!
-//! A waiter registers as a dependent of the context's node under its lock, after checking the
-//! state under that same lock (tree invariant 2): either it sees the node done, or the cancel that
-//! finishes the node will find it and wake it. Each registration is woken at most once.
+//! A waiter registers as a dependent of the context's node through
+//! `Node::with_live_dependents`, which checks the state under the lock it inserts under (tree
+//! invariant 2): either it sees the node done, or the cancel that finishes the node will find it
+//! and wake it. Each registration is woken at most once.
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::Context;
 use crate::error::Error;
 use crate::sync::{current, park};
-use crate::tree::{Dependent, NOT_LINKED, inner_mut, remove_dependent, to_key};
+use crate::tree::{Dependent, NOT_LINKED, remove_dependent};
 
 /// A future that resolves once its context is done. Made by [`Context::done`].
 ///
@@ -86,11 +87,28 @@ impl Context {
     }
 
     /// Runs `future` until it completes or this context is done, whichever comes first:
-    /// `Ok(output)`, or `Err(err())` after dropping the future. A context that is already done
-    /// does not poll the future at all. No runtime needed; allocates nothing.
+    /// `Ok(output)`, or `Err(err())` after dropping the future. No runtime needed; allocates
+    /// nothing (the waker registration lives in the returned future).
     ///
-    /// Cancel-safety is the future's: when cancellation wins, the future is dropped where it was
-    /// suspended, exactly as in a `select!` branch.
+    /// # Fairness
+    /// Biased towards completion, as tokio-util's `run_until_cancelled` is:
+    /// - A context that is already done when `run` is first polled does not poll the future at
+    ///   all: `Err` at once.
+    /// - After that, every poll polls the future first and looks at the context only if the
+    ///   future is still pending. A result that is ready in the same poll as a cancel (the cancel
+    ///   came between two polls, or the future itself cancelled the context) is returned as
+    ///   `Ok`, not thrown away.
+    ///
+    /// So a future that is always ready when polled (a busy loop of ready awaits) is never
+    /// interrupted by `run`; check [`is_done`](Context::is_done) in such loops (`#[cancellable]`
+    /// does, at the top of every iteration).
+    ///
+    /// # Cancel safety
+    /// `run` itself is cancel-safe: dropping it drops the future and unregisters from the
+    /// context, nothing else. When cancellation wins, the future is dropped where it was
+    /// suspended, exactly as the losing branch of a `select!`: whether that loses data is the
+    /// future's own cancel safety (a channel `recv` loses nothing; a multi-step write may stop
+    /// half-way). A completed result is never lost to a cancel, by the bias above.
     ///
     /// ```
     /// use std::time::Duration;
@@ -99,7 +117,14 @@ impl Context {
     /// let (ctx, handle) = ctx::Context::background().with_cancel();
     /// assert_eq!(ctx.run(async { 42 }).await, Ok(42));
     ///
-    /// handle.cancel();
+    /// // Completion wins a tie: the future finishes in the poll that sees the cancel.
+    /// let finishing = ctx.run(async {
+    ///     handle.cancel();
+    ///     "saved"
+    /// });
+    /// assert_eq!(finishing.await, Ok("saved"));
+    ///
+    /// // Done before the first poll: the future is not polled at all.
     /// let slow = tokio::time::sleep(Duration::from_secs(3600));
     /// assert_eq!(ctx.run(slow).await, Err(ctx::Error::Canceled)); // returns at once
     /// # }
@@ -112,9 +137,7 @@ impl Context {
         let mut future = std::pin::pin!(future.into_future());
         let mut done = self.done();
         std::future::poll_fn(|cx| {
-            if self.is_done() {
-                return Poll::Ready(Err(self.finished_err()));
-            }
+            // The future first (see "Fairness"); `Done` then checks the state before registering.
             if let Poll::Ready(output) = future.as_mut().poll(cx) {
                 return Poll::Ready(Ok(output));
             }
@@ -133,13 +156,9 @@ impl Context {
             // Nothing can ever finish this context: just let the time pass.
             _ => return park_until(deadline, || false),
         };
-        let key = {
-            let mut guard = node.lock();
-            if node.is_done_locked(&guard) {
-                return true;
-            }
-            to_key(inner_mut(&mut guard).dependents.insert(Dependent::Thread(current())))
-        };
+        let registered =
+            node.with_live_dependents(|dependents| dependents.insert(Dependent::Thread(current())));
+        let Some(key) = registered else { return true };
         if park_until(deadline, || node.is_done()) {
             return true;
         }
@@ -179,23 +198,25 @@ impl Future for Done {
             Some(node) if node.cancellable() => node,
             _ => return Poll::Pending,
         };
-        let mut guard = node.lock();
-        if node.is_done_locked(&guard) {
-            return Poll::Ready(());
-        }
-        let dependents = &mut inner_mut(&mut guard).dependents;
-        let mut replaced = None;
-        if this.key == NOT_LINKED {
-            this.key = to_key(dependents.insert(Dependent::Waker(cx.waker().clone())));
-        } else if let Some(Dependent::Waker(waker)) = dependents.get_mut(this.key as usize) {
-            if !waker.will_wake(cx.waker()) {
-                replaced = Some(std::mem::replace(waker, cx.waker().clone()));
+        let key = &mut this.key;
+        let registered = node.with_live_dependents(|dependents| {
+            if *key == NOT_LINKED {
+                *key = dependents.insert(Dependent::Waker(cx.waker().clone()));
+            } else if let Some(Dependent::Waker(waker)) = dependents.get_mut(*key) {
+                if !waker.will_wake(cx.waker()) {
+                    return Some(std::mem::replace(waker, cx.waker().clone()));
+                }
+            }
+            None
+        });
+        match registered {
+            None => Poll::Ready(()),
+            // The old waker may own the last clone of a context: dropped here, outside the lock.
+            Some(replaced) => {
+                drop(replaced);
+                Poll::Pending
             }
         }
-        drop(guard);
-        // The old waker may own the last clone of a context: drop it outside the lock.
-        drop(replaced);
-        Poll::Pending
     }
 }
 

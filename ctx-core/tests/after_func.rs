@@ -1,16 +1,16 @@
-//! `after_func`: runs once after the context is done (at once if it already is), never after a
-//! successful `stop`, survives panics of its neighbours, may cancel anything, and follows the
-//! ownership rules (moves to the parent when its context is dropped, is dropped when nothing can
-//! finish it any more).
+//! `after_func`: runs once after the context is done (soon, on the timer thread, if it already
+//! is: never inside `after_func`), never after a successful `stop`, survives panics of its
+//! neighbours, may cancel anything, and follows the ownership rules (moves to the parent when
+//! its context is dropped, is dropped when nothing can finish it any more).
 
 mod common;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::thread::{self, ThreadId};
 
-use common::{Why, scaled, why_of};
+use common::{Why, scaled, wait_for_count, why_of};
 use ctx_core::{AfterFunc, Context, Error};
 
 fn counter() -> Arc<AtomicUsize> {
@@ -49,26 +49,66 @@ fn runs_once_after_cancel_on_the_cancelling_thread() {
     );
 }
 
+/// The thread a callback registered now on `ctx` runs on; checks that `stop()` finds it
+/// started.
+fn thread_of_a_callback_on(ctx: &Context) -> (ThreadId, Option<String>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let registration = ctx.after_func(move || {
+        let me = thread::current();
+        tx.send((me.id(), me.name().map(str::to_owned))).unwrap();
+    });
+    assert!(!registration.stop(), "f counts as started once handed over: too late to stop");
+    rx.recv_timeout(common::GENEROUS).expect("the callback never ran")
+}
+
 #[test]
-fn runs_at_once_when_the_context_is_already_done() {
+fn runs_soon_on_the_timer_thread_when_the_context_is_already_done() {
     let (ctx, handle) = Context::background().with_cancel();
     handle.cancel();
-    let ran = counter();
     let here = thread::current().id();
-    let on = Arc::new(Mutex::new(None));
-    let on_inner = on.clone();
-    let c = ran.clone();
-    let registration = ctx.after_func(move || {
-        *on_inner.lock().unwrap() = Some(thread::current().id());
-        c.fetch_add(1, Ordering::SeqCst);
-    });
-    assert_eq!(ran.load(Ordering::SeqCst), 1, "must run before after_func returns");
-    assert_eq!(*on.lock().unwrap(), Some(here));
-    assert!(!registration.stop(), "too late to stop");
-    // A child born done runs its callbacks at once too.
+    let (on, name) = thread_of_a_callback_on(&ctx);
+    assert_ne!(on, here, "must not run inside after_func");
+    assert_eq!(name.as_deref(), Some("ctx-timer"));
+    // A child born done hands its callbacks over too.
     let (born_done, _h) = ctx.with_cancel();
-    let _r = born_done.after_func(count_into(&ran));
-    assert_eq!(ran.load(Ordering::SeqCst), 2);
+    assert_eq!(thread_of_a_callback_on(&born_done).1.as_deref(), Some("ctx-timer"));
+    // So does a deadline that had passed at creation.
+    let (expired, _h) = Context::background().with_timeout(std::time::Duration::ZERO);
+    assert_eq!(thread_of_a_callback_on(&expired).1.as_deref(), Some("ctx-timer"));
+}
+
+/// Go's `ExampleAfterFunc_cond`: wait on a condition variable until the context is done, the
+/// callback taking the condition's lock so that its notification cannot come before the wait.
+/// The callback is registered while that lock is held, so a context that is already done must
+/// not run it inside `after_func`: that would take the lock on the thread holding it.
+#[test]
+fn a_callback_that_takes_the_registering_threads_lock_does_not_deadlock_on_a_done_context() {
+    fn wait_on_condition(ctx: &Context, pair: &Arc<(Mutex<()>, Condvar)>) -> Error {
+        let mut guard = pair.0.lock().unwrap();
+        let notify = pair.clone();
+        let registration = ctx.after_func(move || {
+            let _locked = notify.0.lock().unwrap();
+            notify.1.notify_all();
+        });
+        let err = loop {
+            guard = pair.1.wait(guard).unwrap();
+            if let Some(err) = ctx.err() {
+                break err;
+            }
+        };
+        drop(guard);
+        registration.stop();
+        err
+    }
+    let (expired, _h) = Context::background().with_timeout(std::time::Duration::ZERO);
+    let (soon, _h2) = Context::background().with_timeout(std::time::Duration::from_millis(5));
+    for ctx in [expired, soon] {
+        let pair = Arc::new((Mutex::new(()), Condvar::new()));
+        let err = common::within_generous_time("wait on a condition until done", move || {
+            wait_on_condition(&ctx, &pair)
+        });
+        assert_eq!(err, Error::DeadlineExceeded);
+    }
 }
 
 #[test]
@@ -187,17 +227,19 @@ fn a_panicking_callback_does_not_stop_the_others_and_cancel_resumes_it() {
     let (late, _lh) = grandchild.with_cancel();
     assert!(late.is_done());
     let _r = grandchild.after_func(count_into(&healthy));
-    assert_eq!(healthy.load(Ordering::SeqCst), 5);
+    wait_for_count(&healthy, 5);
     assert!(grandchild.wait_timeout(std::time::Duration::from_millis(1)));
 }
 
 #[test]
-fn a_callback_registered_on_a_done_context_that_panics_panics_in_after_func() {
+fn a_callback_registered_on_a_done_context_that_panics_leaves_the_timer_thread_running() {
     let (ctx, handle) = Context::background().with_cancel();
     handle.cancel();
-    let result = panic::catch_unwind(AssertUnwindSafe(|| ctx.after_func(|| panic!("at once"))));
-    assert!(result.is_err());
-    assert!(ctx.is_done());
+    let registration = ctx.after_func(|| panic!("on the timer thread"));
+    assert!(!registration.stop());
+    let (next, _h) = Context::background().with_timeout(std::time::Duration::from_millis(5));
+    assert!(next.wait_timeout(common::GENEROUS), "deadlines still fire");
+    assert_eq!(thread_of_a_callback_on(&ctx).1.as_deref(), Some("ctx-timer"));
 }
 
 #[test]
@@ -221,12 +263,12 @@ fn a_callback_may_cancel_its_own_context_and_register_more_callbacks() {
     let _r = ctx.after_func(move || {
         inner_handle.cancel(); // already done: a no-op, and no deadlock
         let nested = inner_ctx.after_func(count_into(&inner_ran));
-        assert!(!nested.stop(), "a callback on a done context runs at once");
+        assert!(!nested.stop(), "a callback on a done context is handed over at once");
         let (child, _h) = inner_ctx.with_cancel();
         assert!(child.is_done());
     });
     common::within_generous_time("re-entrant callback", move || handle.cancel());
-    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    wait_for_count(&ran, 1);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Deadlines and timeouts (issue 3): born done when already past, never early, a child never
+//! Deadlines and timeouts: born done when already past, never early, a child never
 //! extends its parent's deadline, causes, and the runtime-free timer waking thread and future
 //! waiters. Timing assertions are one-sided or generous (seconds): the suite runs on small,
 //! shared machines.
@@ -40,7 +40,7 @@ fn a_past_deadline_is_born_done() {
     assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     assert_eq!(ctx.cause().unwrap().downcast_ref::<Error>(), Some(&Error::DeadlineExceeded));
     assert_eq!(ctx.deadline(), Some(past));
-    assert!(handle.is_cancelled());
+    assert!(handle.is_done());
     handle.cancel();
     assert_eq!(ctx.err(), Some(Error::DeadlineExceeded), "a later cancel changes nothing");
     let (child, _h) = ctx.with_cancel();
@@ -135,6 +135,24 @@ fn a_short_deadline_under_a_long_one_is_its_own() {
     wait_for_deadline(&grandchild, short);
     assert!(child.is_done());
     assert!(!parent.is_done(), "the child's deadline must not reach the parent");
+}
+
+/// Go keeps a deadline layer when the parent's deadline is the same instant: only a strictly
+/// earlier one makes the child a plain cancel layer. So the child keeps its own cause, and as
+/// the timer fires equal deadlines newest first, it is the child's own deadline that finishes it.
+#[test]
+fn an_equal_deadline_keeps_its_own_layer_and_cause() {
+    let at = Instant::now() + ms(30);
+    let (parent, _ph) = Context::background().with_deadline(at);
+    let (child, _ch) = parent.with_deadline_cause(at, Why(6));
+    let (through_value, _vh) = parent.with_value(1u8).with_deadline_cause(at, Why(7));
+    assert_eq!(child.to_string().matches(".WithDeadline(").count(), 2, "{child}");
+    assert_eq!(child.deadline(), Some(at));
+    wait_for_deadline(&child, at);
+    wait_for_deadline(&through_value, at);
+    assert_eq!(why_of(&child), Some(6), "{:?}", child.cause());
+    assert_eq!(why_of(&through_value), Some(7), "{:?}", through_value.cause());
+    assert_eq!(parent.cause().unwrap().downcast_ref::<Error>(), Some(&Error::DeadlineExceeded));
 }
 
 #[test]

@@ -74,7 +74,7 @@ fn merging_with_an_already_done_context_is_born_done() {
         assert_eq!(m.err(), Some(Error::Canceled));
         assert_eq!(why_of(m), Some(7));
     }
-    assert!(h1.is_cancelled());
+    assert!(h1.is_done());
     assert!(!live.is_done(), "merging with a done context must not finish the live parent");
 
     // Both done: the result is done with one of their causes (self's, as self is linked first).

@@ -7,7 +7,7 @@
 //! deadline already past, `without_cancel`, `merge`), cancel (five ways), clone, drop a context, a
 //! handle or a waiter, register and stop `after_func` callbacks, poll and re-poll `Done` futures.
 //! After each one, for every context still held: `is_done`, `err`, `check`, `cause`, `value`,
-//! `deadline`, `is_cancelled`, a fresh `done()` poll, `wait_timeout(0)`; plus the wake count of
+//! `deadline`, the handle's `is_done`, a fresh `done()` poll, `wait_timeout(0)`; plus the wake count of
 //! every pending `Done`, the run count of every callback, and three leak counts: live values,
 //! live callback closures and pending timer entries must equal what the model says is reachable.
 //!
@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 use ctx::{AfterFunc, CancelHandle, Cause, Context, Done, Error};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
+
+mod common;
+use common::wait_for_count;
 
 /// An operation. `usize` fields select among what exists when the operation runs (modulo its
 /// count), so that removing earlier operations while shrinking keeps later ones meaningful.
@@ -542,11 +545,16 @@ impl Harness {
                 let counter = runs.clone();
                 let token = Token::new(&self.live_closures);
                 let registration = self.slots[i].context().after_func(move || {
-                    let _token = token;
+                    // Dropped first: once the run is counted, the closure is gone too.
+                    drop(token);
                     counter.fetch_add(1, SeqCst);
                 });
                 let node = &self.model.nodes[n];
                 let done = node.done.is_some();
+                if done {
+                    // Registered on a done context: it runs soon on the timer thread.
+                    wait_for_count(&runs, 1);
+                }
                 self.model.callbacks.push(MCallback {
                     node: n,
                     ran: done,
@@ -624,9 +632,10 @@ impl Harness {
             None => self.slots[i].context().with_deadline(at),
             Some(tag) => self.slots[i].context().with_deadline_cause(at, Tag(tag)),
         };
-        // A deadline no earlier than the parent's gives a plain cancel context.
+        // A deadline strictly later than the parent's gives a plain cancel context; an equal
+        // one keeps its own layer, as in Go.
         let kind = match self.model.deadline(parent) {
-            Some(current) if current <= at => MKind::Cancel,
+            Some(current) if current < at => MKind::Cancel,
             _ => MKind::Deadline(at),
         };
         let expired = (kind != MKind::Cancel && at <= Instant::now()).then(|| {
@@ -687,7 +696,7 @@ impl Harness {
                 ctx
             );
             if let Some(handle) = &slot.handle {
-                prop_assert_eq!(handle.is_cancelled(), err.is_some(), "is_cancelled of {}", ctx);
+                prop_assert_eq!(handle.is_done(), err.is_some(), "handle.is_done of {}", ctx);
             }
             let ready = poll(&mut ctx.done(), &Arc::default()).is_ready();
             prop_assert_eq!(ready, err.is_some(), "fresh done() poll of {}", ctx);

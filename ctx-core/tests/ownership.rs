@@ -1,4 +1,4 @@
-//! Ownership (issue 2, "better than Go"): a context that is gone leaves nothing behind in its
+//! Ownership, where ctx does better than Go: a context that is gone leaves nothing behind in its
 //! parents, cancel removes the cancelled subtree from its parent, and neither dropping nor
 //! cancelling a million-deep chain overflows the stack. Measured with a counting global
 //! allocator; every test holds `heap::serial()` because the counter is process-wide.

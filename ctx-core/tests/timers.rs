@@ -1,4 +1,4 @@
-//! The deadline timer's bookkeeping (issue 3): a cancelled, dropped or fired deadline leaves no
+//! The deadline timer's bookkeeping: a cancelled, dropped or fired deadline leaves no
 //! timer entry and no memory. `pending_timers()` and the allocation counter are process-wide,
 //! so this binary serialises its tests (`heap::serial()`) and no other binary's tests share the
 //! process.

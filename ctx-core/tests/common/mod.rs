@@ -185,6 +185,22 @@ pub fn on_thread_with_stack<R: Send + 'static>(
 /// The default stack of a spawned Rust thread (when `RUST_MIN_STACK` is not set).
 pub const DEFAULT_THREAD_STACK: usize = 2 * 1024 * 1024;
 
+/// Waits until `count` reaches `n`, failing after [`GENEROUS`] or if it goes past `n`: for
+/// `after_func` callbacks registered on a done context, which run soon on the timer thread, not
+/// before `after_func` returns.
+pub fn wait_for_count(count: &AtomicUsize, n: usize) {
+    let start = std::time::Instant::now();
+    while count.load(Ordering::SeqCst) < n {
+        assert!(
+            start.elapsed() < GENEROUS,
+            "still {} of {n} after {GENEROUS:?}",
+            count.load(Ordering::SeqCst)
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(count.load(Ordering::SeqCst), n, "counted too many");
+}
+
 /// Runs `f` on another thread and fails (instead of hanging the suite) if it does not finish
 /// within [`GENEROUS`]. The thread is leaked on failure.
 pub fn within_generous_time<R: Send + 'static>(
