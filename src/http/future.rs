@@ -124,23 +124,31 @@ where
     type Output = Result<T, BoxError>;
 
     /// # Panics
-    /// A failed call panics when polled again after it returned `Ready`.
+    /// A call that failed because of its context panics when polled again after it returned
+    /// `Ready`.
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
+        let mut state = self.project().state;
+        let error = match state.as_mut().project() {
             ClientStateProj::Raced { future, ctx, done } => {
-                // The context first, as `Context::run` does: a call whose context is done fails
-                // even if its response is ready at the same moment.
-                if Pin::new(done).poll(cx).is_ready() {
-                    let error = ctx.err().expect("a context whose Done resolved is done");
-                    return Poll::Ready(Err(Box::new(error)));
+                // The call first, as `Context::run` polls its future first: a response that is
+                // ready in the same poll as a cancel is returned, not thrown away. A context
+                // done before the call was made never gets here (`ClientService::call`).
+                if let Poll::Ready(output) = future.poll(cx) {
+                    return Poll::Ready(output.map_err(Into::into));
                 }
-                future.poll(cx).map_err(Into::into)
+                if Pin::new(done).poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                ctx.err().expect("a context whose Done resolved is done")
             }
-            ClientStateProj::Unbound { future } => future.poll(cx).map_err(Into::into),
+            ClientStateProj::Unbound { future } => return future.poll(cx).map_err(Into::into),
             ClientStateProj::Failed { error } => {
-                let error = error.take().expect("ClientFuture polled after completion");
-                Poll::Ready(Err(Box::new(error)))
+                error.take().expect("ClientFuture polled after completion")
             }
-        }
+        };
+        // Drop the call now, not when this future is dropped: that is what tells the transport
+        // to reset the stream or close the connection.
+        state.set(ClientState::Failed { error: None });
+        Poll::Ready(Err(Box::new(error)))
     }
 }
