@@ -32,6 +32,11 @@ type Injector = Arc<dyn Fn(&Context, &mut HeaderMap) + Send + Sync>;
 ///   dropped (hyper then resets the stream or closes the connection, so the server's request
 ///   context is cancelled in turn) and fails with the context's `Error`.
 ///
+/// With hyper-util's `HttpConnector`, turn on `set_nodelay(true)` (tonic's channels have it on):
+/// otherwise the reset of an abandoned HTTP/2 call can wait for Nagle's algorithm, and the
+/// server sees the cancel about 40 ms late (measured in `tests/http_axum.rs`: 41 to 48 ms
+/// without it, 0.12 to 0.22 ms with it).
+///
 /// Errors are tower's [`BoxError`]: the inner service's error, or a `ctx::Error` (find it with
 /// `error.downcast_ref::<ctx::Error>()`). Through a tonic client, the `ctx::Error` arrives as a
 /// `tonic::Status` with code `UNKNOWN` whose `source()` is the `ctx::Error`. A request without a

@@ -97,7 +97,8 @@ impl ServerLayer {
 
     /// Caps the deadline a request asks for with `grpc-timeout` (and the
     /// [`default_timeout`](ServerLayer::default_timeout)) at `max` after its arrival. A second
-    /// call replaces the first.
+    /// call replaces the first. A zero `max` gives every request with a timeout a context that
+    /// is done on arrival.
     ///
     /// ```
     /// use std::time::Duration;
@@ -111,7 +112,8 @@ impl ServerLayer {
     }
 
     /// The deadline, `timeout` after its arrival, of a request that brings no `grpc-timeout`.
-    /// Without it, such a request has no deadline of its own. A second call replaces the first.
+    /// Without it, such a request has no deadline of its own. A second call replaces the first;
+    /// a zero `timeout` gives such requests a context that is done on arrival.
     ///
     /// ```
     /// use std::time::Duration;
@@ -127,7 +129,8 @@ impl ServerLayer {
     /// Puts the `T` that `extract` finds in a request's headers into its context, where
     /// handlers read it with [`Context::value`]. `extract` runs once per request, before the
     /// inner service; `None` adds nothing. Each call adds one extractor; they run in the order
-    /// they were added, so a later one's `T` hides an earlier one's of the same type.
+    /// they were added, so a later one's `T` hides an earlier one's of the same type. A panic in
+    /// `extract` unwinds out of the service's `call`, before the inner service is called.
     ///
     /// ```
     /// use ctx::http::ServerLayer;
