@@ -38,6 +38,13 @@ type Extractor = Arc<dyn Fn(&HeaderMap, &Context) -> Option<Context> + Send + Sy
 /// Axum handlers take `Extension<Context>`; tonic handlers read
 /// `request.extensions().get::<Context>()`.
 ///
+/// Behind tonic's server, tonic enforces `grpc-timeout` as well, by dropping the handler at the
+/// same deadline (counted from a moment earlier, on tokio's millisecond timer): a request whose
+/// time runs out is then done with `DeadlineExceeded` or with
+/// [`ResponseDropped`](super::ResponseDropped), whichever fires first, and the caller gets
+/// tonic's `CANCELLED` in the second case. A `max_timeout` shorter than the caller's timeout
+/// always fires first.
+///
 /// [lifecycle]: super#the-request-contexts-lifecycle
 ///
 /// ```
