@@ -131,11 +131,15 @@ async fn busy(ctx: Context) -> String {
     }
 }
 
-#[cancellable(on_cancel = { let _ = events.send(format!("background stopped: {}", ctx.cause().unwrap())); })]
+#[cancellable(on_cancel = stopped(&ctx, &events))]
 async fn background(ctx: Context, events: mpsc::UnboundedSender<String>) {
     loop {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+fn stopped(ctx: &Context, events: &mpsc::UnboundedSender<String>) {
+    let _ = events.send(format!("background stopped: {}", ctx.cause().unwrap()));
 }
 
 /// Answers with the time left before its deadline, in microseconds, or `none`.

@@ -7,10 +7,12 @@
 //! These layers do the same on tower's `Service<http::Request<_>>`, which axum, tonic and hyper
 //! (through hyper-util) all use:
 //!
-//! - [`ServerLayer`] gives every request a [`Context`](crate::Context) in its extensions (axum handlers take
-//!   `Extension<Context>`; tonic handlers read `request.extensions().get::<Context>()`).
-//! - [`ClientLayer`] reads the [`Context`](crate::Context) an outgoing request carries in its extensions, sends
-//!   its deadline as `grpc-timeout`, and abandons the call when the context is done.
+//! - [`ServerLayer`] gives every request a [`Context`](crate::Context) in its extensions (axum
+//!   handlers take `Extension<Context>`; tonic handlers read
+//!   `request.extensions().get::<Context>()`).
+//! - [`ClientLayer`] reads the [`Context`](crate::Context) an outgoing request carries in its
+//!   extensions, sends its deadline as `grpc-timeout`, and abandons the call when the context
+//!   is done.
 //! - [`grpc_timeout`] is the header's codec.
 //!
 //! # The request context's lifecycle
@@ -39,17 +41,46 @@
 //!    A streaming body (SSE, a gRPC stream) keeps its context alive until it ends.
 //!
 //! A request that brings no `grpc-timeout`, to a layer without `default_timeout` or extractors,
-//! costs one `with_cancel` child and nothing else: no header, no clock read, no timer entry.
+//! costs one `with_cancel` child and its place in the request's extensions: no header, no clock
+//! read, no timer entry.
+//!
+//! The lifecycle, on a handler that keeps its request's context:
 //!
 //! ```
+//! use std::convert::Infallible;
+//! use std::sync::{Arc, Mutex};
 //! use ctx::Context;
-//! use ctx::http::{ClientLayer, ServerLayer};
-//! use std::time::Duration;
+//! use ctx::http::{ResponseDropped, ServerLayer};
+//! use http::{Request, Response};
+//! use http_body_util::BodyExt;
+//! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
-//! let (root, shutdown) = Context::background().with_cancel();
-//! let server_layer = ServerLayer::new(&root).max_timeout(Duration::from_secs(30));
-//! let client_layer = ClientLayer::new();
-//! # let _ = (server_layer, client_layer, shutdown);
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let kept = Arc::new(Mutex::new(None));
+//! let handler = tower::service_fn({
+//!     let kept = kept.clone();
+//!     move |request: Request<()>| {
+//!         *kept.lock().unwrap() = request.extensions().get::<Context>().cloned();
+//!         async { Ok::<_, Infallible>(Response::new(String::from("hello"))) }
+//!     }
+//! });
+//! let layer = ServerLayer::new(&Context::background());
+//! let mut server = ServiceBuilder::new().layer(layer).service(handler);
+//! let request_ctx = || kept.lock().unwrap().clone().unwrap();
+//!
+//! // Sent to its end: plain `Canceled`.
+//! let response = server.ready().await.unwrap().call(Request::new(())).await.unwrap();
+//! assert!(!request_ctx().is_done(), "the body has not been sent yet");
+//! let body = response.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(body, "hello");
+//! assert_eq!(request_ctx().err(), Some(ctx::Error::Canceled));
+//! assert!(!request_ctx().cause().unwrap().is::<ResponseDropped>());
+//!
+//! // Dropped before its end (a client that went away): `ResponseDropped`.
+//! let response = server.ready().await.unwrap().call(Request::new(())).await.unwrap();
+//! drop(response);
+//! assert!(request_ctx().cause().unwrap().is::<ResponseDropped>());
+//! # }
 //! ```
 
 use std::fmt;

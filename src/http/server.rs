@@ -59,7 +59,7 @@ type Extractor = Arc<dyn Fn(&HeaderMap, &Context) -> Option<Context> + Send + Sy
 /// let handler = tower::service_fn(|req: Request<String>| async move {
 ///     let ctx = req.extensions().get::<Context>().expect("the layer put it there").clone();
 ///     let left = ctx.deadline().unwrap().saturating_duration_since(std::time::Instant::now());
-///     Ok::<_, Infallible>(Response::new(format!("{} ms left", left.as_millis().div_ceil(10) * 10)))
+///     Ok::<_, Infallible>(Response::new(format!("{} ms left", left.as_millis())))
 /// });
 /// let mut service = ServiceBuilder::new()
 ///     .layer(ServerLayer::new(&Context::background()).default_timeout(Duration::from_secs(5)))
