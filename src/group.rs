@@ -1,11 +1,12 @@
 //! [`Group`]: a set of tokio tasks that share one derived context, in the spirit of Go's
 //! `errgroup`: the first task to fail cancels the others, and [`Group::wait`] waits for all of
-//! them and reports that failure.
+//! them and reports that failure; [`Group::shutdown`] is the graceful stop with a drain
+//! deadline (cancel, wait up to a grace period, abort the rest).
 //!
 //! Invariants (each `fn` below says which it keeps):
-//! 1. Every spawned task is in `tasks` until `wait` joins it or the group is dropped (which
-//!    aborts it). A task never outlives its group unnoticed: its output, error or panic reaches
-//!    `wait`, or nobody is left to observe it.
+//! 1. Every spawned task is in `tasks` until `wait` or `shutdown` joins it or the group is
+//!    dropped (which aborts it). A task never outlives its group unnoticed: its output, error or
+//!    panic reaches `wait` (or `shutdown`), or nobody is left to observe it.
 //! 2. The group's context is cancelled by the first task that fails (error or panic), by
 //!    [`Group::cancel`], by its parent, or when the group is dropped (which includes the end of
 //!    `wait`), whichever comes first. The cause is that of the first.
@@ -22,6 +23,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
@@ -268,7 +270,7 @@ where
     /// returns:
     /// - `Err(GroupError::Join(..))` if any task panicked (or was aborted by a runtime shutting
     ///   down): a panic is a bug and is never hidden behind an error; if several did, the first
-    ///   one joined;
+    ///   panic joined (else the first abort);
     /// - else `Err(GroupError::Task(e))` with the error of the first task that returned `Err`;
     /// - else `Ok` with every task's output, **in spawn order** (tokio's `JoinSet::join_all` uses
     ///   completion order; spawn order lines results up with the inputs).
@@ -291,30 +293,126 @@ where
     /// # }
     /// ```
     pub async fn wait(mut self) -> Result<Vec<T>, GroupError<E>> {
-        let mut outputs: Vec<Option<T>> =
-            std::iter::repeat_with(|| None).take(self.spawned).collect();
-        let mut join_error: Option<JoinError> = None;
+        let mut joined = Joined::new(self.spawned);
         // Invariant 1: every task is joined here (or aborted when `self` drops, if this future
         // is dropped first).
-        while let Some(joined) = self.tasks.join_next().await {
-            match joined {
-                Ok(Some((index, value))) => outputs[index] = Some(value),
-                Ok(None) => {}
-                Err(err) => {
-                    join_error.get_or_insert(err);
+        while let Some(result) = self.tasks.join_next().await {
+            joined.record(result);
+        }
+        joined.finish(&self.shared)
+    }
+
+    /// Graceful shutdown with a drain deadline: cancels the group's context (as
+    /// [`cancel`](Group::cancel) does), waits up to `grace` for every task to stop by itself,
+    /// then aborts those still running (as dropping the group does: each stops at its next
+    /// `.await`) and waits for them to go. Returns what [`wait`](Group::wait) returns, and how
+    /// the drain went, as a [`ShutdownReport`] whose `Display` is a log line
+    /// (`3 of 5 tasks aborted after 10s`).
+    ///
+    /// An aborted task has no output: the report's result is then `Err(GroupError::Join(..))`
+    /// with a [`JoinError::is_cancelled`] error, unless a task panicked (a panic, being a bug,
+    /// is reported first). A task that returns an error or panics during the drain is reported
+    /// as in `wait`. A `grace` of zero aborts at once whatever has not finished yet.
+    ///
+    /// The drain deadline is a ctx deadline (ctx's timer thread): it needs no tokio time driver.
+    /// Dropping the returned future drops the group: its tasks are aborted at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main] async fn main() {
+    /// let mut group = ctx::Group::new(&ctx::Context::background());
+    /// group.spawn(|ctx| async move {
+    ///     ctx.done().await; // stops when told to
+    ///     Ok::<_, ctx::Error>("flushed")
+    /// });
+    /// group.spawn(|_ctx| async move {
+    ///     std::future::pending::<()>().await; // ignores its context
+    ///     Ok("never")
+    /// });
+    /// let report = group.shutdown(Duration::from_millis(50)).await;
+    /// assert_eq!((report.tasks(), report.aborted()), (2, 1));
+    /// assert_eq!(report.to_string(), "1 of 2 tasks aborted after 50ms");
+    /// assert!(report.into_result().unwrap_err().is_aborted());
+    /// # }
+    /// ```
+    pub async fn shutdown(mut self, grace: Duration) -> ShutdownReport<T, E> {
+        let started = Instant::now();
+        self.handle.cancel();
+        let mut joined = Joined::new(self.spawned);
+        // Invariant 1: every task is joined by one of the two loops.
+        let (drain, _drain_handle) = Context::background().with_timeout(grace);
+        loop {
+            match drain.run(self.tasks.join_next()).await {
+                Ok(Some(result)) => joined.record(result),
+                Ok(None) => break,
+                Err(_) => {
+                    self.tasks.abort_all();
+                    break;
                 }
             }
         }
-        if let Some(err) = join_error {
+        let mut aborted = 0;
+        while let Some(result) = self.tasks.join_next().await {
+            // A task that finished just before the abort is not counted: it was not aborted.
+            if matches!(&result, Err(err) if err.is_cancelled()) {
+                aborted += 1;
+            }
+            joined.record(result);
+        }
+        ShutdownReport {
+            tasks: self.spawned,
+            aborted,
+            grace,
+            elapsed: started.elapsed(),
+            result: joined.finish(&self.shared),
+        }
+    }
+}
+
+/// What the joins of a group's tasks add up to; shared by `wait` and `shutdown`.
+struct Joined<T> {
+    outputs: Vec<Option<T>>,
+    join_error: Option<JoinError>,
+}
+
+impl<T> Joined<T> {
+    fn new(spawned: usize) -> Joined<T> {
+        Joined {
+            outputs: std::iter::repeat_with(|| None).take(spawned).collect(),
+            join_error: None,
+        }
+    }
+
+    fn record(&mut self, result: Result<Outcome<T>, JoinError>) {
+        match result {
+            Ok(Some((index, value))) => self.outputs[index] = Some(value),
+            Ok(None) => {}
+            Err(err) => {
+                // The first one joined, except that a panic (a bug) wins over an abort.
+                let keep = match &self.join_error {
+                    None => true,
+                    Some(kept) => kept.is_cancelled() && err.is_panic(),
+                };
+                if keep {
+                    self.join_error = Some(err);
+                }
+            }
+        }
+    }
+
+    /// The group's result, once every task has been joined (invariant 3).
+    fn finish<E>(self, shared: &Shared<E>) -> Result<Vec<T>, GroupError<E>> {
+        if let Some(err) = self.join_error {
             return Err(GroupError::Join(err));
         }
         // Invariant 3: every task has been joined, so the first error, if any, is written.
-        let first_error =
-            self.shared.first_error.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let first_error = shared.first_error.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(err) = first_error {
             return Err(GroupError::Task(err));
         }
-        Ok(outputs
+        Ok(self
+            .outputs
             .into_iter()
             .map(|output| output.expect("a task that did not fail returned its output"))
             .collect())
@@ -411,6 +509,21 @@ pub enum GroupError<E> {
 }
 
 impl<E> GroupError<E> {
+    /// `true` if a task was aborted rather than finishing: by [`Group::shutdown`] after its
+    /// drain deadline, or by its runtime shutting down.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let mut group = ctx::Group::new(&ctx::Context::background());
+    /// group.spawn(|_ctx| std::future::pending::<Result<(), ctx::Error>>());
+    /// let report = group.shutdown(std::time::Duration::ZERO).await;
+    /// assert!(report.into_result().unwrap_err().is_aborted());
+    /// # }
+    /// ```
+    pub fn is_aborted(&self) -> bool {
+        matches!(self, GroupError::Join(err) if err.is_cancelled())
+    }
+
     /// The task's error; a panic is resumed on the calling thread, as `std::thread::scope` does
     /// (the payload is the task's own, so `#[should_panic(expected = ..)]` and `catch_unwind`
     /// see the original message). A task aborted by a runtime shutdown panics with the
@@ -455,6 +568,147 @@ where
         match self {
             GroupError::Task(err) => err.source(),
             GroupError::Join(err) => err.source(),
+        }
+    }
+}
+
+/// What [`Group::shutdown`] did: the result [`wait`](Group::wait) would have given, and how
+/// the drain went: how many tasks there were, how many had to be aborted once the grace period
+/// was over, and how long it all took.
+///
+/// Its `Display` is one log line: `all 3 tasks stopped in 12ms` when every task stopped by
+/// itself, `2 of 3 tasks aborted after 10s` when the drain deadline had to abort some.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # #[tokio::main] async fn main() {
+/// let mut group = ctx::Group::new(&ctx::Context::background());
+/// for _ in 0..3 {
+///     group.spawn(|ctx| async move {
+///         ctx.done().await;
+///         Ok::<_, ctx::Error>(())
+///     });
+/// }
+/// let report = group.shutdown(Duration::from_secs(10)).await;
+/// assert!(report.is_clean());
+/// assert!(report.to_string().starts_with("all 3 tasks stopped in "));
+/// assert_eq!(report.into_result().unwrap().len(), 3);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct ShutdownReport<T, E> {
+    tasks: usize,
+    aborted: usize,
+    grace: Duration,
+    elapsed: Duration,
+    result: Result<Vec<T>, GroupError<E>>,
+}
+
+impl<T, E> ShutdownReport<T, E> {
+    /// How many tasks the group had (as [`Group::len`]).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let group = ctx::Group::<(), ctx::Error>::new(&ctx::Context::background());
+    /// assert_eq!(group.shutdown(std::time::Duration::ZERO).await.tasks(), 0);
+    /// # }
+    /// ```
+    pub fn tasks(&self) -> usize {
+        self.tasks
+    }
+
+    /// How many tasks were still running at the drain deadline and were aborted.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let mut group = ctx::Group::new(&ctx::Context::background());
+    /// group.spawn(|_ctx| std::future::pending::<Result<(), ctx::Error>>());
+    /// assert_eq!(group.shutdown(std::time::Duration::from_millis(10)).await.aborted(), 1);
+    /// # }
+    /// ```
+    pub fn aborted(&self) -> usize {
+        self.aborted
+    }
+
+    /// `true` if no task had to be aborted: every one stopped by itself within the grace period
+    /// (successfully or not: see [`result`](ShutdownReport::result)).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let group = ctx::Group::<(), ctx::Error>::new(&ctx::Context::background());
+    /// assert!(group.shutdown(std::time::Duration::ZERO).await.is_clean());
+    /// # }
+    /// ```
+    pub fn is_clean(&self) -> bool {
+        self.aborted == 0
+    }
+
+    /// The grace period `shutdown` was given.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let group = ctx::Group::<(), ctx::Error>::new(&ctx::Context::background());
+    /// let grace = std::time::Duration::from_secs(10);
+    /// assert_eq!(group.shutdown(grace).await.grace(), grace);
+    /// # }
+    /// ```
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// How long the shutdown took, from the cancel to the last task joined.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let group = ctx::Group::<(), ctx::Error>::new(&ctx::Context::background());
+    /// let report = group.shutdown(std::time::Duration::from_secs(10)).await;
+    /// assert!(report.elapsed() < report.grace());
+    /// # }
+    /// ```
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// What [`Group::wait`] would have returned; an aborted task makes it
+    /// `Err(GroupError::Join(..))` (see [`GroupError::is_aborted`]) unless a task panicked.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let mut group = ctx::Group::new(&ctx::Context::background());
+    /// group.spawn(|_ctx| async { Err::<(), _>("disk full") });
+    /// let report = group.shutdown(std::time::Duration::from_secs(1)).await;
+    /// assert!(matches!(report.result(), Err(ctx::GroupError::Task("disk full"))));
+    /// # }
+    /// ```
+    pub fn result(&self) -> &Result<Vec<T>, GroupError<E>> {
+        &self.result
+    }
+
+    /// The result, by value (see [`result`](ShutdownReport::result)).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let mut group = ctx::Group::new(&ctx::Context::background());
+    /// group.spawn(|_ctx| async { Ok::<_, ctx::Error>(7) });
+    /// let report = group.shutdown(std::time::Duration::from_secs(1)).await;
+    /// assert_eq!(report.into_result().unwrap(), vec![7]);
+    /// # }
+    /// ```
+    pub fn into_result(self) -> Result<Vec<T>, GroupError<E>> {
+        self.result
+    }
+}
+
+/// One log line: `all 3 tasks stopped in 12ms` or `2 of 3 tasks aborted after 10s`.
+impl<T, E> fmt::Display for ShutdownReport<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let noun = if self.tasks == 1 { "task" } else { "tasks" };
+        if self.aborted == 0 {
+            let millis = self.elapsed.as_millis();
+            write!(f, "all {} {noun} stopped in {millis}ms", self.tasks)
+        } else {
+            write!(f, "{} of {} {noun} aborted after {:?}", self.aborted, self.tasks, self.grace)
         }
     }
 }

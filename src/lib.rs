@@ -10,6 +10,9 @@
 //!   `Context`, and every loop iteration checks the context and every `.await` races it.
 //! - [`Group`] (feature `tokio`, default): Go's errgroup on tokio; the first failure cancels the
 //!   others.
+//! - [`signal`] (feature `signal`, default): contexts cancelled by SIGINT / SIGTERM / SIGHUP /
+//!   SIGQUIT, Go's `signal.NotifyContext`; [`signal::shutdown`] is the one line a server's `main`
+//!   starts with. A second signal gets the operating system's default (it kills).
 //! - Feature `tokio-clock` (off by default): deadlines created inside a tokio runtime also follow
 //!   tokio's clock, so `tokio::time::pause` moves them in tests.
 //! - `ctx::http` (feature `http`, off by default): tower layers that give every HTTP or gRPC request
@@ -52,4 +55,7 @@ pub mod http;
 #[cfg(feature = "tokio")]
 mod group;
 #[cfg(feature = "tokio")]
-pub use group::{Group, GroupError, TaskFailed};
+pub use group::{Group, GroupError, ShutdownReport, TaskFailed};
+
+#[cfg(feature = "signal")]
+pub mod signal;
