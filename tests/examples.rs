@@ -73,6 +73,8 @@ fn build_example(name: &str) -> PathBuf {
         (cfg!(feature = "macros"), "macros"),
         (cfg!(feature = "tokio"), "tokio"),
         (cfg!(feature = "tokio-clock"), "tokio-clock"),
+        (cfg!(feature = "signal"), "signal"),
+        (cfg!(feature = "http"), "http"),
     ]
     .into_iter()
     .filter_map(|(on, feature)| on.then_some(feature))
@@ -258,4 +260,137 @@ fn tasks_stops_every_task_at_the_signal_and_exits() {
 #[test]
 fn threads_stops_every_task_at_the_signal_and_exits() {
     check_seed_program("threads");
+}
+
+/// `examples/server.rs` as a child process: real HTTP requests over loopback (one that runs out
+/// of time, one that completes, one whose client goes away), then SIGINT from `kill` during a
+/// request, then a clean exit within the drain deadline.
+#[cfg(all(unix, feature = "http", feature = "signal", feature = "macros", feature = "tokio"))]
+mod server {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use super::{NO_HANG, build_example, wait_or_kill};
+
+    /// How long the example drains in-flight requests (`GRACE` in examples/server.rs).
+    const GRACE: Duration = Duration::from_secs(5);
+
+    /// The running example and the stdout lines it has printed so far.
+    struct Server {
+        child: Child,
+        started: Instant,
+        lines: mpsc::Receiver<String>,
+        seen: Vec<String>,
+    }
+
+    impl Server {
+        fn start() -> Server {
+            let binary = build_example("server");
+            let started = Instant::now();
+            let mut child = Command::new(&binary)
+                .arg("127.0.0.1:0")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+            let stdout = BufReader::new(child.stdout.take().expect("piped"));
+            let (sender, lines) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in stdout.lines().map_while(Result::ok) {
+                    if sender.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            Server { child, started, lines, seen: Vec::new() }
+        }
+
+        /// Reads lines until `line` has been printed; kills the example and fails after
+        /// [`NO_HANG`].
+        fn expect_line(&mut self, line: &str) {
+            while !self.seen.iter().any(|seen| seen == line) {
+                let left = NO_HANG.saturating_sub(self.started.elapsed());
+                match self.lines.recv_timeout(left) {
+                    Ok(next) => self.seen.push(next),
+                    Err(err) => {
+                        let _ = self.child.kill();
+                        let _ = self.child.wait();
+                        panic!("server: no {line:?} ({err}); killed. Output: {:#?}", self.seen);
+                    }
+                }
+            }
+        }
+
+        /// The address from the first line, `listening on 127.0.0.1:PORT`: call it first.
+        fn addr(&mut self) -> String {
+            let first = self.lines.recv_timeout(NO_HANG).expect("the listening line");
+            self.seen.push(first.clone());
+            first.strip_prefix("listening on ").unwrap_or_else(|| panic!("{first:?}")).to_owned()
+        }
+    }
+
+    /// Sends `GET path` with `headers`; the connection is returned for reading the answer.
+    fn send_get(addr: &str, path: &str, headers: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).expect("connect to the example");
+        stream.set_read_timeout(Some(NO_HANG)).unwrap();
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        stream.write_all(format!("{head}{headers}\r\n").as_bytes()).expect("send the request");
+        stream
+    }
+
+    /// Reads the whole answer and checks its status line and body.
+    fn assert_answer(mut stream: TcpStream, status: &str, body: &str) {
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("read the answer");
+        assert!(text.starts_with(&format!("HTTP/1.1 {status}\r\n")), "{text}");
+        assert!(text.ends_with(&format!("\r\n\r\n{body}\n")), "{text}");
+    }
+
+    #[test]
+    fn requests_then_sigint_cancels_the_one_in_flight_and_drains() {
+        let mut server = Server::start();
+        let addr = server.addr();
+
+        let timed_out = send_get(&addr, "/work/5000", "grpc-timeout: 100m\r\n");
+        assert_answer(timed_out, "504 Gateway Timeout", "cancelled: context deadline exceeded");
+        assert_answer(send_get(&addr, "/work/20", ""), "200 OK", "done in 20 ms");
+
+        let gone = send_get(&addr, "/work/60000", "");
+        server.expect_line("request 3: working for 60000 ms");
+        drop(gone);
+        server.expect_line("request 3: client went away");
+
+        let in_flight = send_get(&addr, "/work/60000", "");
+        server.expect_line("request 4: working for 60000 ms");
+        let signalled = Instant::now();
+        let kill = Command::new("kill").args(["-INT", &server.child.id().to_string()]).status();
+        assert!(kill.expect("run kill").success());
+        assert_answer(in_flight, "503 Service Unavailable", "cancelled: received SIGINT");
+        let status = wait_or_kill(&mut server.child, "server", server.started);
+        let exited = signalled.elapsed();
+        server.seen.extend(server.lines.iter());
+        let lines = server.seen;
+        eprintln!("server: exited {exited:?} after SIGINT");
+        assert!(status.success(), "exited with {status}: {lines:#?}");
+        assert!(exited < GRACE, "exited {exited:?} after SIGINT, past the drain deadline");
+
+        for line in [
+            "request 1: cancelled: context deadline exceeded",
+            "request 2: done",
+            "request 4: cancelled: received SIGINT",
+            "shutting down: received SIGINT",
+        ] {
+            assert_eq!(
+                lines.iter().filter(|seen| *seen == line).count(),
+                1,
+                "{line:?}: {lines:#?}"
+            );
+        }
+        let report = lines.last().unwrap();
+        assert!(report.starts_with("drained: all 1 task stopped in "), "{lines:#?}");
+    }
 }
