@@ -152,3 +152,77 @@ where
         Poll::Ready(Err(Box::new(error)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::{Ready, ready};
+    use std::pin::pin;
+    use std::task::Waker;
+
+    use super::*;
+    use crate::http::ResponseDropped;
+
+    /// A server response future whose request context is returned alongside.
+    fn called<T>(output: T) -> (ResponseFuture<Ready<T>>, Context) {
+        let (ctx, handle) = Context::background().with_cancel();
+        (ResponseFuture::new(ready(output), RequestGuard::new(handle)), ctx)
+    }
+
+    fn poll_once<F: Future>(future: F) -> Poll<F::Output> {
+        pin!(future).poll(&mut TaskContext::from_waker(Waker::noop()))
+    }
+
+    fn dropped(ctx: &Context) -> bool {
+        ctx.cause().is_some_and(|cause| cause.is::<ResponseDropped>())
+    }
+
+    #[test]
+    fn a_handler_error_cancels_plainly() {
+        let (future, ctx) = called(Err::<Response<String>, _>("handler failed"));
+        assert!(matches!(poll_once(future), Poll::Ready(Err("handler failed"))));
+        assert_eq!(ctx.err(), Some(crate::Error::Canceled));
+        assert!(!dropped(&ctx));
+    }
+
+    #[test]
+    fn a_future_dropped_before_the_answer_cancels_with_response_dropped() {
+        let (future, ctx) = called(Ok::<_, ()>(Response::new(String::from("never sent"))));
+        assert!(!ctx.is_done());
+        drop(future);
+        assert!(dropped(&ctx));
+    }
+
+    #[test]
+    fn an_empty_body_cancels_plainly_at_once() {
+        let (future, ctx) = called(Ok::<_, ()>(Response::new(String::new())));
+        let Poll::Ready(Ok(response)) = poll_once(future) else { panic!("ready") };
+        assert_eq!(ctx.err(), Some(crate::Error::Canceled), "nothing left to send");
+        drop(response);
+        assert!(!dropped(&ctx));
+    }
+
+    #[test]
+    fn a_body_dropped_before_its_end_cancels_with_response_dropped() {
+        let (future, ctx) = called(Ok::<_, ()>(Response::new(String::from("unread"))));
+        let Poll::Ready(Ok(response)) = poll_once(future) else { panic!("ready") };
+        assert!(!ctx.is_done(), "the body is still to be sent");
+        drop(response);
+        assert!(dropped(&ctx));
+    }
+
+    #[test]
+    fn a_body_that_fails_cancels_with_response_dropped() {
+        use http_body::{Body, Frame};
+
+        let frames: Vec<Result<Frame<bytes::Bytes>, &str>> = vec![Err("disk on fire")];
+        let failing = http_body_util::StreamBody::new(tokio_stream::iter(frames));
+        let (future, ctx) = called(Ok::<_, ()>(Response::new(failing)));
+        let Poll::Ready(Ok(response)) = poll_once(future) else { panic!("ready") };
+        let mut body = Box::pin(response.into_body());
+        let frame = body.as_mut().poll_frame(&mut TaskContext::from_waker(Waker::noop()));
+        assert!(matches!(frame, Poll::Ready(Some(Err("disk on fire")))));
+        assert!(!ctx.is_done(), "cut short, not ended");
+        drop(body);
+        assert!(dropped(&ctx));
+    }
+}
