@@ -10,6 +10,10 @@
 //!   call raced against the context. Its baseline is the same request (with the context in its
 //!   extensions) sent without the layer.
 //!
+//! The two `floor_` rows are the request context alone (a `with_cancel` or a 200 ms
+//! `with_timeout` child of the same root, created, cancelled and dropped): what the layer cannot
+//! do without.
+//!
 //! No network and no runtime: the handler answers at once (see `common/requests.rs`), so the
 //! figures are the layers' own cost, not hyper's. The allocations are counted by
 //! `benches/alloc.rs` (with `--features http`).
@@ -18,6 +22,7 @@ mod common;
 #[path = "common/requests.rs"]
 mod requests;
 
+use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -49,6 +54,22 @@ fn bench_server(c: &mut Criterion) {
     });
     group.bench_function("server_layer_grpc_timeout", |b| {
         b.iter(|| requests::serve(&mut layered, with_timeout_header()))
+    });
+    // What ctx-core itself charges for the request context, in the same harness: the share of
+    // the layer's cost that is the context's own.
+    group.bench_function("floor_with_cancel_child", |b| {
+        b.iter(|| {
+            let (ctx, handle) = black_box(&root).with_cancel();
+            handle.cancel();
+            drop(black_box(ctx));
+        })
+    });
+    group.bench_function("floor_with_deadline_child", |b| {
+        b.iter(|| {
+            let (ctx, handle) = black_box(&root).with_timeout(Duration::from_millis(200));
+            handle.cancel();
+            drop(black_box(ctx));
+        })
     });
     group.finish();
 }
