@@ -271,6 +271,20 @@ async fn grpc_timeout_becomes_the_deadline_capped_by_max_timeout() {
 }
 
 #[tokio::test]
+async fn a_request_deadline_never_extends_roots() {
+    let (probe, _observed) = probe();
+    let (root, _guard) = Context::background().with_timeout(Duration::from_secs(2));
+    let server = serve(app(ServerLayer::new(&root), probe)).await;
+    let client = http1_client();
+    let left = time_left(&client, with_timeout_header(&server.uri("/deadline"), "1H")).await;
+    let left = left.expect("root's deadline");
+    assert!(left > Duration::from_secs(1) && left <= Duration::from_secs(2), "{left:?}");
+    let left = time_left(&client, with_timeout_header(&server.uri("/deadline"), "100m")).await;
+    let left = left.expect("the request's deadline");
+    assert!(left > Duration::from_millis(50) && left <= Duration::from_millis(100), "{left:?}");
+}
+
+#[tokio::test]
 async fn a_deadline_that_passes_cancels_the_request() {
     let (probe, mut observed) = probe();
     let server = serve(app(ServerLayer::new(&Context::background()), probe)).await;
