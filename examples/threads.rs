@@ -1,6 +1,6 @@
 //! The `tasks` example on plain threads: a sync `#[cancellable]` function checks its context at
-//! the top of every iteration, and sleeps with `wait_timeout`, a sleep that ends early when the
-//! context is cancelled. No async runtime anywhere.
+//! the top of every iteration, and its `thread::sleep` becomes a wait on the context, a sleep
+//! that ends early when the context is cancelled. No async runtime anywhere.
 //!
 //! Run it with `cargo run --example threads`.
 
@@ -12,7 +12,7 @@ use ctx::{Context, cancellable};
 fn task(ctx: &Context, name: &str) {
     loop {
         println!("{name} is running");
-        ctx.wait_timeout(Duration::from_millis(500));
+        thread::sleep(Duration::from_millis(500));
     }
 }
 

@@ -42,6 +42,14 @@ use crate::Error;
 ///   [`Context::run`](crate::Context::run). If the context finishes first, the future is dropped
 ///   where it was suspended and the function returns; a result ready in the same poll as the
 ///   cancel is kept (`run`'s "Fairness").
+/// - **`select!` and `join!`** (in an `async fn`): a `tokio::select!`, `futures::select!` or
+///   `select_biased!` is raced as a whole, and its handlers run in the function, rewritten like
+///   the rest of it; `biased;`, preconditions, refutable patterns and `else` / `default` /
+///   `complete` keep their meaning. A select with its own branch on `.done()` is left as
+///   written. `join!` and `try_join!` (tokio's and futures') are raced as a whole.
+/// - **Blocking sleeps** (in a sync fn): `std::thread::sleep(d)`, also written `thread::sleep(d)`
+///   or `sleep(d)`, waits on the context instead ([`Context::wait_timeout`](crate::Context::wait_timeout)),
+///   so a cancel ends it at once.
 ///
 /// When the context is done, the function returns its **cancellation value**: the `on_cancel`
 /// expression if given, else [`FromCancel::from_cancel`] of its return type (`()`, `None`,
@@ -61,7 +69,7 @@ use crate::Error;
 /// | `on_cancel = <expr>` | The value to return on cancellation. It may use the parameters (not the body's locals, which are gone by then) and is evaluated at most once per call. |
 /// | `ctx = <expr>` | The context to check, when it is not a parameter or there are two. |
 /// | `loops_only` | Do not race awaits; only check loops (and the entry). `async fn` only. |
-/// | `crate = <path>` | The path of this crate, if you renamed it in `Cargo.toml`. |
+/// | `crate = <path>` | The path of this crate, if you renamed it in `Cargo.toml`; a string (`crate = "my_ctx"`) works too. |
 ///
 /// # Cancel safety, and the two opt-outs
 /// Racing an await means that when the context is cancelled, the awaited future is **dropped
@@ -108,20 +116,72 @@ use crate::Error;
 ///   `#[cancellable]` function to call);
 /// - **nested items** (`fn`, `impl`, ...): other functions, which may carry their own
 ///   `#[cancellable]`;
-/// - **macro invocations** (`tokio::select!`, `vec![..]`, your `macro_rules!`): their tokens are
-///   not Rust code until the macro expands, after this attribute ran;
-/// - `const` blocks.
+/// - **macro invocations** other than `select!` and `join!` (`vec![..]`, your `macro_rules!`):
+///   their tokens are not Rust code until the macro expands, after this attribute ran;
+/// - `const` blocks;
+/// - **blocking calls it cannot see**: a sleep inside another function, a blocking read. Only a
+///   `sleep(d)` in the function's own body is interruptible (recognised by its name).
+///
+/// A function whose only loops and awaits are inside a closure or an `async` block is a compile
+/// error rather than a function that never stops: that is the shape an attribute leaves when it
+/// expanded first and wrapped the body. `#[tokio::main]`, `#[tokio::test]` and
+/// `#[tracing::instrument]` are recognised, and work above or below `#[cancellable]` alike.
+///
+/// After a Go-style `_ = ctx.done() => break` branch, the rest of the function is still
+/// rewritten, so its next raced await leaves: a cleanup that must run is marked
+/// `#[not_cancellable]`, or goes in `on_cancel`, which may `.await` in an `async fn`:
+///
+/// ```
+/// use ctx::{Context, cancellable};
+/// use std::time::Duration;
+/// use tokio::sync::mpsc;
+///
+/// #[cancellable(on_cancel = { log.send("stopped").await.ok(); None })]
+/// async fn serve(ctx: &Context, rx: &mut mpsc::Receiver<u32>, log: mpsc::Sender<&'static str>) -> Option<u32> {
+///     let mut total = 0;
+///     loop {
+///         tokio::select! {
+///             biased;
+///             _ = ctx.done() => break, // kept as written
+///             Some(n) = rx.recv() => total += n,
+///         }
+///     }
+///     #[not_cancellable]
+///     log.send("draining").await.ok(); // runs although the context is done
+///     tokio::time::sleep(Duration::from_millis(100)).await; // raced: it leaves here, by on_cancel
+///     log.send("drained").await.ok();
+///     Some(total)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (ctx, cancel) = Context::background().with_cancel();
+/// let (tx, mut rx) = mpsc::channel(1);
+/// let (log, mut logged) = mpsc::channel(4);
+/// let server = tokio::spawn(async move { serve(&ctx, &mut rx, log).await });
+/// tx.send(1).await.unwrap();
+/// tx.send(2).await.unwrap(); // the server has taken the first: it is running
+/// cancel.cancel();
+/// assert_eq!(server.await.unwrap(), None);
+/// assert_eq!(logged.recv().await, Some("draining"));
+/// assert_eq!(logged.recv().await, Some("stopped"));
+/// # }
+/// ```
 ///
 /// # Methods, traits, `#[async_trait]`
 /// It applies to free functions, inherent and trait-impl methods (`self`, `&self`, `&mut self`),
 /// with generics, where clauses, `impl Trait` arguments and lifetimes, and to native `async fn`
-/// in traits. An `-> impl Trait` return needs `on_cancel`, since an opaque type has no default
-/// value. Inside an `#[async_trait]` impl, put `#[cancellable]` on the method as usual:
+/// in traits. A bare `-> impl Trait` return needs `on_cancel`, since an opaque type has no
+/// default value; `Option<impl Trait>` and `Result<impl Trait, E>` get theirs by inference. A
+/// `-> !` function needs an `on_cancel` that does not return either (`panic!`, `exit`). Inside an `#[async_trait]` impl, put `#[cancellable]` on the method as usual:
 /// `#[async_trait]` rewrites the method first, into a function returning
 /// `Pin<Box<dyn Future<Output = T> + Send>>` whose body is `Box::pin(async move { .. })`, and
 /// `#[cancellable]` rewrites the inside of that `async move` block, with `T` as the return type.
-/// The same goes for any function written in that shape (or returning
-/// `impl Future<Output = T>` from an `async move` block).
+/// The same goes for any function written in that shape: a sync fn returning
+/// `impl Future<Output = T>`, `Pin<Box<dyn Future<Output = T> + Send>>`, `BoxFuture<'_, T>` or
+/// `Self::Future` from an `async` block (bare, in `Box::pin`, or with `.boxed()`). The context is
+/// cloned before the block, so the future does not borrow the parameter (an `impl Future`
+/// without `+ '_` in edition 2021, a `'static` box), and `on_cancel` is the future's output.
 ///
 /// ```
 /// use ctx::{Context, cancellable};
@@ -154,13 +214,48 @@ use crate::Error;
 /// # Compile errors
 /// Each misuse is reported on the offending token, with a hint, and the function is still
 /// emitted so the rest of the crate (and your IDE) keeps working: an item that is not a
-/// function with a body, no `Context` parameter, two of them, a context parameter without a
-/// name, an unknown, duplicate or valueless argument, `loops_only` on a sync fn, a `const fn`,
-/// an `on_cancel` or `ctx` of the wrong type, and a return type with no cancellation value
-/// (reported at the return type).
+/// function with a body, no `Context` parameter (naming one that holds a context, such as an
+/// `Arc<Context>`, with the `ctx = ..` to write), two of them, a context parameter without a
+/// name, a parameter picked by its type's name that is another crate's `Context`, an unknown,
+/// duplicate or valueless argument, a `crate = ".."` that is not a path, `loops_only` on a sync
+/// fn, a `const fn`, an `on_cancel` or `ctx` of the wrong type, an `on_cancel` that names a local
+/// of the body, a return type with no cancellation value (reported at the return type), a body
+/// whose only loops and awaits are in a closure or `async` block, and a
+/// [`#[not_cancellable]`](macro@crate::not_cancellable) where it cannot work.
 #[cfg(feature = "macros")]
 #[doc(inline)]
 pub use ctx_macros::cancellable;
+
+/// Marks an expression or a `let` statement of a [`#[cancellable]`](macro@crate::cancellable)
+/// function's body that must not be cut short: its awaits are not raced, its loops are not
+/// checked and its `std::thread::sleep`s are not interrupted. `#[cancellable]` removes the
+/// marker; the function stops at its next cancellation point after the marked code.
+///
+/// ```
+/// use ctx::{Context, cancellable, not_cancellable};
+///
+/// #[cancellable]
+/// fn copy(ctx: &Context, from: &[u8], to: &mut Vec<u8>) -> Option<usize> {
+///     #[not_cancellable]
+///     for byte in from {
+///         to.push(*byte); // all or nothing
+///     }
+///     Some(to.len())
+/// }
+///
+/// let (ctx, cancel) = Context::background().with_cancel();
+/// let mut out = Vec::new();
+/// assert_eq!(copy(&ctx, b"abc", &mut out), Some(3));
+/// cancel.cancel();
+/// assert_eq!(copy(&ctx, b"abc", &mut out), None);
+/// ```
+///
+/// Importing it is optional inside a `#[cancellable]` function. Anywhere it cannot work, it is a
+/// compile error that says where it works: on a function that is not `#[cancellable]`, on a
+/// match arm or a nested item, or with arguments.
+#[cfg(feature = "macros")]
+#[doc(inline)]
+pub use ctx_macros::not_cancellable;
 
 /// The value a [`#[cancellable]`](macro@crate::cancellable) function returns when its context
 /// is done, unless the attribute names one with `on_cancel = <expr>`.
@@ -284,6 +379,59 @@ pub mod __private {
     #[inline]
     pub fn context(ctx: &Context) -> Context {
         ctx.clone()
+    }
+
+    /// The context parameter `#[cancellable]` picked by its type's name (`Context`), checked to
+    /// be this crate's: another crate's `Context` (a template engine's) is reported at the
+    /// parameter, with what to do instead.
+    #[inline]
+    pub fn picked<C: Picked + ?Sized>(ctx: &C) -> &Context {
+        ctx.context()
+    }
+
+    /// Implemented by [`Context`] only; see [`picked`].
+    #[diagnostic::on_unimplemented(
+        message = "#[cancellable] picked this parameter as the context to check, but `{Self}` is not `ctx::Context`",
+        label = "picked because its type is named `Context`",
+        note = "#[cancellable] checks the parameter whose type is named `Context`; to check another context, name it with `#[cancellable(ctx = <expr>)]`"
+    )]
+    pub trait Picked {
+        /// The context itself.
+        fn context(&self) -> &Context;
+    }
+
+    impl Picked for Context {
+        #[inline]
+        fn context(&self) -> &Context {
+            self
+        }
+    }
+
+    /// `!` by another name, which a `let` may name on stable Rust: the type of the body of a
+    /// `-> !` function.
+    pub type Never = <fn() -> ! as Returns>::Output;
+
+    /// The return type of a function pointer type; only there to name [`Never`].
+    pub trait Returns {
+        /// What the function returns.
+        type Output;
+    }
+
+    impl<T> Returns for fn() -> T {
+        type Output = T;
+    }
+
+    /// `sleep(duration)` in a `#[cancellable]` sync fn, where `sleep` is `std::thread::sleep`
+    /// by any path: waits like it, but wakes as soon as `ctx` is done, and returns `true` then.
+    /// The expansion passes the function the user called, which keeps its import in use and
+    /// makes a callee that is not a `fn(Duration)` a type error rather than a silent change.
+    #[inline]
+    pub fn sleep(
+        ctx: &Context,
+        _sleep: fn(std::time::Duration),
+        duration: std::time::Duration,
+    ) -> bool {
+        ctx.wait_timeout(duration)
     }
 
     /// The error of a context the expansion saw done.

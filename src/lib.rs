@@ -47,7 +47,7 @@ mod cancellable;
 pub use cancellable::__private;
 pub use cancellable::FromCancel;
 #[cfg(feature = "macros")]
-pub use cancellable::cancellable;
+pub use cancellable::{cancellable, not_cancellable};
 
 #[cfg(feature = "http")]
 pub mod http;

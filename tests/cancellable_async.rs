@@ -13,20 +13,13 @@ use ctx::{CancelHandle, Context, Error, cancellable};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, timeout};
 
+mod support;
+use support::{done, live};
+
 /// Longer than any test may take: an await that is not raced would hang the test.
 const FOREVER: Duration = Duration::from_secs(60);
 /// Generous: the point is that the task stops at all, not how fast.
 const PATIENCE: Duration = Duration::from_secs(10);
-
-fn live() -> (Context, CancelHandle) {
-    Context::background().with_cancel()
-}
-
-fn done() -> Context {
-    let (ctx, cancel) = live();
-    cancel.cancel();
-    ctx
-}
 
 /// Waits until `counter` reaches `n`.
 async fn reached(counter: &AtomicU32, n: u32) {
@@ -367,24 +360,4 @@ async fn awaits_inside_async_blocks_are_not_raced() {
     let (tx, rx) = oneshot::channel();
     tx.send(9).unwrap();
     assert_eq!(inner_block(&ctx, &cancel, rx).await, Some(9));
-}
-
-#[cancellable]
-async fn inside_select(ctx: &Context, rx: oneshot::Receiver<u32>) -> Option<u32> {
-    // `tokio::select!` is a macro: its branches are not rewritten (they are raced by the macro).
-    tokio::select! {
-        value = rx => Some(value.unwrap()),
-    }
-}
-
-#[tokio::test]
-async fn awaits_inside_macros_are_not_raced() {
-    let (ctx, cancel) = live();
-    let (tx, rx) = oneshot::channel();
-    let worker = tokio::spawn(async move { inside_select(&ctx, rx).await });
-    sleep(Duration::from_millis(10)).await;
-    cancel.cancel();
-    sleep(Duration::from_millis(10)).await;
-    tx.send(3).unwrap();
-    assert_eq!(timeout(PATIENCE, worker).await.expect("it finishes").unwrap(), Some(3));
 }

@@ -9,17 +9,8 @@ use std::time::Duration;
 
 use ctx::{CancelHandle, Context, Error, FromCancel, cancellable};
 
-/// A context and its handle.
-fn live() -> (Context, CancelHandle) {
-    Context::background().with_cancel()
-}
-
-/// A context that is already done.
-fn done() -> Context {
-    let (ctx, cancel) = live();
-    cancel.cancel();
-    ctx
-}
+mod support;
+use support::{done, live};
 
 // ---------------------------------------------------------------------------------------------
 // Each loop kind stops at the top of the iteration after the cancel.

@@ -76,7 +76,7 @@ impl Args {
                     ));
                 }
                 input.parse::<Token![=]>()?;
-                let path = input.call(Path::parse_mod_style)?;
+                let path = parse_crate_path(input)?;
                 errors.duplicate(&mut args.krate, path, key.span, "crate");
             } else if input.peek(Ident::peek_any) {
                 let name = input.call(Ident::parse_any)?;
@@ -113,12 +113,32 @@ fn parse_value(input: ParseStream, key: Span, name: &str) -> syn::Result<Expr> {
     input.parse()
 }
 
-/// The errors found so far, reported together.
+/// The path after `crate =`: `my_ctx`, `::my_ctx`, or the same as a string, `"my_ctx"`, as
+/// serde's and tracing's `crate = ".."` arguments are written.
+fn parse_crate_path(input: ParseStream) -> syn::Result<Path> {
+    if input.peek(syn::LitStr) {
+        let lit = input.parse::<syn::LitStr>()?;
+        return lit.parse_with(Path::parse_mod_style).map_err(|_| {
+            syn::Error::new(
+                lit.span(),
+                format!(
+                    "`crate = {:?}` is not a path\nhelp: write the path of `ctx`, e.g. \
+                     `crate = my_ctx` or `crate = \"my_ctx\"`",
+                    lit.value()
+                ),
+            )
+        });
+    }
+    input.call(Path::parse_mod_style)
+}
+
+/// The errors found so far, reported together: the argument parser's, the plan's and the
+/// visitor's.
 #[derive(Default)]
-struct Errors(Option<syn::Error>);
+pub(crate) struct Errors(Option<syn::Error>);
 
 impl Errors {
-    fn push(&mut self, error: syn::Error) {
+    pub(crate) fn push(&mut self, error: syn::Error) {
         match &mut self.0 {
             Some(errors) => errors.combine(error),
             None => self.0 = Some(error),
@@ -137,7 +157,8 @@ impl Errors {
         }
     }
 
-    fn finish(&mut self) -> syn::Result<()> {
+    /// `Err` with every error pushed so far, or `Ok` if there was none.
+    pub(crate) fn finish(&mut self) -> syn::Result<()> {
         match self.0.take() {
             Some(errors) => Err(errors),
             None => Ok(()),

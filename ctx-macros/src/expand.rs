@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! fn f(ctx: &Context, ..) -> R {
-//!     let __ctx = ::ctx::__private::context(&ctx);
+//!     let __ctx: &Context = ::ctx::__private::picked(ctx);
 //!     '__cancel: {
 //!         if __ctx.is_done() { break '__cancel; }
 //!         let __ret: R = { BODY with its cancellation points };
@@ -22,7 +22,8 @@
 //!
 //! `__ctx` is taken once at entry: a copy of a `&Context` parameter (free), otherwise a clone
 //! (one reference-count increment), so the body may move or re-borrow `ctx` and an explicit
-//! `ctx = <expr>` is evaluated once. `let __ret: R` gives the body the same expected
+//! `ctx = <expr>` is evaluated once. `picked` is the identity on `ctx::Context`; for a parameter
+//! of another crate's `Context` type its trait bound is the error, at the parameter. `let __ret: R` gives the body the same expected
 //! type as a function body (`collect()`, `into()` infer as before; `impl Trait` becomes `_`), and
 //! keeps the `allow` off the body: only the `return` is unreachable when the body never ends.
 //!
@@ -33,22 +34,27 @@
 //! with no cancellation value is reported at the return type. `__ctx` and `'__cancel` are
 //! `Span::mixed_site()` names: the body cannot see them or collide with them.
 //!
-//! A sync fn whose body ends in an `async move` block, bare or in `Box::pin(..)`, and whose
-//! return type names `Future<Output = T>`, is treated as an `async fn` returning `T`: the
-//! rewrite applies inside the block. That is the shape `#[async_trait]` turns an `async fn`
-//! into before `#[cancellable]` (on the method) sees it.
+//! When the body is elsewhere (a future-returning fn's `async` block, or the block or closure
+//! another attribute wrapped it in, `wrappers.rs`), the same rewrite applies there, with the
+//! future's output as `R`. A future-returning fn takes an owned clone before the future is made
+//! (the future must not borrow the parameter); the other wrappers take the context inside, where
+//! `#[cancellable]` first would have put it. A `-> !` body is typed `__private::Never`.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned as _;
+use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 use syn::{
-    Block, Expr, ExprAsync, FnArg, GenericArgument, Item, ItemFn, Pat, PathArguments, ReturnType,
-    Stmt, Type, TypeParamBound,
+    Block, Expr, GenericArgument, Ident, Item, ItemFn, Pat, PathArguments, ReturnType, Stmt, Type,
+    TypeParamBound,
 };
 
-use crate::args::Args;
-use crate::visit::{InsertChecks, StripMarkers, hygienic_names};
+use crate::args::{Args, Errors};
+use crate::context::{Source, context_source};
+use crate::markers::{StripMarkers, misplaced_markers};
+use crate::visit::{InsertChecks, hygienic_names};
+use crate::wrappers::{self, Wrapper};
 
 /// The whole macro: `args` are the attribute's arguments, `item` what it is attached to.
 ///
@@ -61,15 +67,32 @@ pub(crate) fn cancellable(args: TokenStream, item: TokenStream) -> TokenStream {
         // A syntax error in the item: rustc reports it itself when it parses the item back.
         Err(_) => return item,
     };
-    match Plan::new(args, &func) {
-        Ok(plan) => plan.apply(func),
+    let wrapper = wrappers::locate(&mut func).map(|(wrapper, _)| wrapper);
+    match Plan::new(args, &func, wrapper).and_then(|plan| plan.apply(&mut func)) {
+        Ok(()) => func.into_token_stream(),
         Err(error) => {
+            let mut func = match syn::parse2::<ItemFn>(item) {
+                Ok(func) => func,
+                Err(_) => unreachable!("it parsed above"),
+            };
             StripMarkers::block(&mut func.block);
             // The parameters the expansion would have used are unused now; the error is enough.
             func.attrs.push(syn::parse_quote!(#[allow(unused_variables)]));
             with_error(func.into_token_stream(), error)
         }
     }
+}
+
+/// `#[not_cancellable]` where no `#[cancellable]` removed it: outside a `#[cancellable]`
+/// function (`args` do not matter then).
+pub(crate) fn misplaced_marker(_args: TokenStream, item: TokenStream) -> TokenStream {
+    let error = syn::Error::new(
+        Span::call_site(),
+        "#[not_cancellable] only works inside a #[cancellable] function, on an expression or a \
+         `let` statement of its own body\nhelp: put #[cancellable] on the function whose \
+         awaits and loops should be cancellation points, or remove #[not_cancellable]",
+    );
+    with_error(item, error)
 }
 
 fn with_error(item: TokenStream, error: syn::Error) -> TokenStream {
@@ -106,37 +129,28 @@ fn not_a_function(item: &Item) -> syn::Error {
     )
 }
 
-/// How the function runs its body.
-enum Shape<'a> {
-    Sync,
-    Async,
-    /// A sync fn returning an `async move` block whose output is this type (see the module doc).
-    Future(&'a Type),
-}
-
 /// Everything checked and decided before the function is touched.
 struct Plan {
     /// `::ctx`, or the path given with `crate = ..`.
     krate: TokenStream,
-    /// The expression of the context, taken once at entry.
-    ctx: TokenStream,
-    /// Whether `ctx` is a parameter (found by its type) rather than a `ctx = <expr>`.
-    ctx_is_param: bool,
-    /// Whether that parameter is a `&Context`: then the function's handle is a copy of the
-    /// reference, and entering costs nothing.
-    ctx_is_shared_ref: bool,
-    /// The type the body evaluates to, `impl Trait` replaced by `_`.
+    source: Source,
+    /// The type the body evaluates to, `impl Trait` replaced by `_` (and `!` by `Never`).
     ret: Type,
     /// The value returned on cancellation; `None` for `()`.
     value: Option<TokenStream>,
+    /// Whether `value` is the user's `on_cancel`.
+    on_cancel: bool,
+    /// The wrapper holding the body, if it is not the function's own block (`wrappers.rs`).
+    wrapper: Option<Wrapper>,
     race_awaits: bool,
-    future_body: bool,
+    /// Whether the body is sync code (`std::thread::sleep` becomes interruptible).
+    blocking_sleeps: bool,
 }
 
 impl Plan {
-    fn new(args: TokenStream, func: &ItemFn) -> syn::Result<Plan> {
+    fn new(args: TokenStream, func: &ItemFn, wrapper: Option<Wrapper>) -> syn::Result<Plan> {
         let args = Args::parse(args)?;
-        let mut errors = Vec::new();
+        let mut errors = Errors::default();
         let sig = &func.sig;
 
         if let Some(constness) = &sig.constness {
@@ -146,140 +160,106 @@ impl Plan {
                  time\nhelp: remove `const`, or remove #[cancellable]",
             ));
         }
-
-        let shape = if sig.asyncness.is_some() {
-            Shape::Async
-        } else {
-            match (future_body_ref(&func.block), return_type(&sig.output).and_then(future_output)) {
-                (Some(_), Some(output)) => Shape::Future(output),
-                _ => Shape::Sync,
-            }
+        let is_async = match wrapper {
+            Some(wrapper) => wrapper.is_async(),
+            None => sig.asyncness.is_some(),
         };
-        if let (Some(span), Shape::Sync) = (args.loops_only, &shape) {
+        if let (Some(span), false) = (args.loops_only, is_async) {
             errors.push(syn::Error::new(
                 span,
                 "`loops_only` only applies to an `async fn`: a sync fn has no `.await` to race\n\
                  help: remove `loops_only`",
             ));
         }
+        misplaced_markers(&func.block, &mut errors);
 
         let krate = match &args.krate {
             Some(path) => path.to_token_stream(),
             None => quote!(::ctx),
         };
-
-        let mut ctx_is_shared_ref = false;
-        let ctx = match &args.ctx {
-            Some(expr @ (Expr::Path(_) | Expr::Field(_) | Expr::MethodCall(_) | Expr::Call(_))) => {
-                Some(expr.to_token_stream())
-            }
-            // Parenthesized, so that `&` applies to all of it.
-            Some(expr) => Some(quote!((#expr))),
-            None => match find_context(func) {
-                Ok((ident, shared_ref)) => {
-                    ctx_is_shared_ref = shared_ref;
-                    Some(ident.to_token_stream())
-                }
-                Err(error) => {
-                    errors.push(error);
-                    None
-                }
-            },
-        };
-
-        let ret = match &shape {
-            Shape::Future(output) => Some(*output),
-            Shape::Sync | Shape::Async => return_type(&sig.output),
-        };
-        let value = match (&args.on_cancel, ret) {
-            (Some(expr), _) => Some(expr.to_token_stream()),
-            (None, None) => None,
-            (None, Some(Type::Tuple(unit))) if unit.elems.is_empty() => None,
-            (None, Some(ret)) if mentions_impl(ret.to_token_stream()) => {
-                errors.push(syn::Error::new_spanned(
-                    ret,
-                    "#[cancellable] has no default cancellation value for an `impl Trait` \
-                     return type\nhelp: give one with `#[cancellable(on_cancel = <expr>)]`",
-                ));
-                None
-            }
-            (None, Some(ret)) => {
-                let (ctx, _) = hygienic_names();
-                // Spanned on the return type: if `R: FromCancel` does not hold, rustc points
-                // at `R` in the signature (the fake return edge of tracing-attributes).
-                Some(quote_spanned! {ret.span()=>
-                    <#ret as #krate::__private::FromCancel>::from_cancel(
-                        #krate::__private::cancel_error(&#ctx)
-                    )
-                })
-            }
-        };
-
-        let mut errors = errors.into_iter();
-        if let Some(mut first) = errors.next() {
-            errors.for_each(|error| first.combine(error));
-            return Err(first);
+        let source = context_source(&args, func, &mut errors);
+        if let Some(on_cancel) = &args.on_cancel {
+            body_locals_in(on_cancel, func, &mut errors);
         }
+        let ret = match wrapper {
+            Some(Wrapper::FutureTail) => Some(
+                return_type(&sig.output)
+                    .and_then(future_output)
+                    .cloned()
+                    .unwrap_or_else(|| syn::parse_quote!(_)),
+            ),
+            _ => return_type(&sig.output).cloned(),
+        };
+        let value = cancellation_value(&args, ret.as_ref(), &krate, &mut errors);
+        errors.finish()?;
+
         let mut ret = match ret {
-            Some(ret) => ret.clone(),
+            Some(Type::Never(never)) => {
+                // `let __ret: ! = ..` is unstable; `Never` is `!` by another name.
+                syn::parse_quote_spanned!(never.span()=> #krate::__private::Never)
+            }
+            Some(ret) => ret,
             None => syn::parse_quote!(()),
         };
         InferImpl.visit_type_mut(&mut ret);
         Ok(Plan {
             krate,
+            source: source.unwrap_or(Source::Expr(TokenStream::new())),
             ret,
-            ctx: ctx.unwrap_or_default(),
-            ctx_is_param: args.ctx.is_none(),
-            ctx_is_shared_ref,
             value,
-            race_awaits: args.loops_only.is_none(),
-            future_body: matches!(shape, Shape::Future(_)),
+            on_cancel: args.on_cancel.is_some(),
+            wrapper,
+            race_awaits: is_async && args.loops_only.is_none(),
+            blocking_sleeps: !is_async,
         })
     }
 
-    fn apply(self, mut func: ItemFn) -> TokenStream {
-        let Plan {
-            krate,
-            ctx: user_ctx,
-            ctx_is_param,
-            ctx_is_shared_ref,
-            ret,
-            mut value,
-            race_awaits,
-            future_body,
-        } = self;
-        let (ctx, label) = hygienic_names();
-        let mut visitor = InsertChecks { ctx: ctx.clone(), label: label.clone(), race_awaits };
+    fn apply(self, func: &mut ItemFn) -> syn::Result<()> {
+        let (_, label) = hygienic_names();
+        let mut visitor =
+            InsertChecks::new(self.krate.clone(), self.race_awaits, self.blocking_sleeps);
         let check = visitor.check();
-        let enter: Stmt = if ctx_is_shared_ref {
-            // A shared reference cannot be moved out of or mutated through by the body, so a
-            // copy of it is enough: no clone, nothing to drop.
-            syn::parse_quote_spanned! {Span::mixed_site()=>
-                let #ctx: &#krate::__private::Context = #user_ctx;
+        let ctx_is_param = matches!(self.source, Source::Parameter { .. });
+        // Where the context is taken: inside the body's block, or (`true`) as an owned clone at
+        // the top of the function, before the future that holds the body is made.
+        let mut take_outside = !ctx_is_param;
+        let mut value = self.value.clone();
+        let (body, prelude): (&mut Block, Vec<Stmt>) = match wrappers::locate(func) {
+            Some((Wrapper::FutureTail, future)) => {
+                let prelude = take_async_trait_prelude(future);
+                if prelude.iter().any(binds_self) {
+                    // `#[async_trait]` moved `self` into `__self`; `on_cancel` follows it.
+                    value = value.map(replace_self);
+                }
+                // A context parameter is taken inside `#[async_trait]`'s future, after its
+                // `let ctx = ctx;`, so that binding counts as used (its future may borrow the
+                // parameters). Any other future is given an owned clone, so that it does not
+                // borrow the parameter: `-> impl Future` in edition 2021, a `'static` box.
+                take_outside = take_outside || prelude.is_empty();
+                if let (true, true, Source::Parameter { ident, .. }) =
+                    (take_outside, self.on_cancel, &self.source)
+                {
+                    // `on_cancel` runs in the future: it reads the clone, not the parameter.
+                    let name = ident.to_string();
+                    value = value.map(|value| rename(value, &name, &|_| hygienic_names().0));
+                }
+                (future, prelude)
             }
-        } else {
-            // `&` takes the span of the user's expression, so that a context of the wrong type
-            // is reported there and not on the attribute.
-            let borrow = quote_spanned!(user_ctx.span()=> &#user_ctx);
-            syn::parse_quote_spanned! {Span::mixed_site()=>
-                let #ctx = #krate::__private::context(#borrow);
+            Some((_, body)) => {
+                // The other wrappers run the body where `#[cancellable]` first would have put
+                // it: the context is taken inside, as the wrapper found it.
+                take_outside = false;
+                (body, Vec::new())
             }
-        };
-
-        let (body, prelude): (&mut Block, Vec<Stmt>) = if future_body {
-            let Some(future) = future_body_mut(&mut func.block) else {
-                unreachable!("Plan::new saw the async block")
-            };
-            let prelude = take_async_trait_prelude(&mut future.block);
-            if prelude.iter().any(binds_self) {
-                // `#[async_trait]` moved `self` into `__self`; `on_cancel` follows it.
-                value = value.map(replace_self);
-            }
-            (&mut future.block, prelude)
-        } else {
-            (&mut func.block, Vec::new())
+            None => (&mut func.block, Vec::new()),
         };
         visitor.visit_block_mut(body);
+        if self.wrapper.is_none() && visitor.points == 0 && !visitor.opted_out {
+            if let Some(inner) = visitor.skipped {
+                return Err(wrapped_elsewhere(inner));
+            }
+        }
+        let ret = &self.ret;
         let stmts = std::mem::take(&mut body.stmts);
         body.stmts = syn::parse_quote_spanned! {Span::mixed_site()=>
             #(#prelude)*
@@ -293,16 +273,125 @@ impl Plan {
             }
             #value
         };
-        if future_body && ctx_is_param {
-            // Inside the future, after `#[async_trait]`'s `let ctx = ctx;` (if any), so that
-            // binding counts as used. A future's body runs on its first poll, like an `async fn`.
-            body.stmts.insert(prelude_len(&body.stmts), enter);
+        if take_outside {
+            // Evaluated when the function is called (`ctx = self.ctx` before `#[async_trait]`
+            // moves `self` into the future).
+            let owned = self.wrapper.is_some();
+            func.block.stmts.insert(0, self.source.enter(&self.krate, owned));
         } else {
-            // Any other context expression (`ctx = self.ctx`) is evaluated when the function is
-            // called, before `#[async_trait]` moves `self` into the future.
-            func.block.stmts.insert(0, enter);
+            body.stmts.insert(prelude_len(&body.stmts), self.source.enter(&self.krate, false));
         }
-        func.into_token_stream()
+        Ok(())
+    }
+}
+
+/// The function's own body has no cancellation point, but a closure or `async` block in it has
+/// loops or awaits: another attribute probably expanded first and wrapped the body.
+fn wrapped_elsewhere(inner: Span) -> syn::Error {
+    let mut error = syn::Error::new(
+        Span::call_site(),
+        "#[cancellable] found no cancellation point in the function's own body, only in a \
+         closure or `async` block it does not enter, so it would never stop the function\n\
+         help: if another attribute wrapped this function's body, put #[cancellable] above it \
+         (closest to the `fn` keyword is expanded last)",
+    );
+    error.combine(syn::Error::new(
+        inner,
+        "this closure or `async` block has the loops or awaits\nhelp: if it is yours, check \
+         the context inside it (or call a #[cancellable] fn from it), or mark it \
+         #[not_cancellable]",
+    ));
+    error
+}
+
+/// The value returned on cancellation: `on_cancel`, else `<R as FromCancel>::from_cancel(err)`
+/// (`None` for `()`, which needs no value).
+fn cancellation_value(
+    args: &Args,
+    ret: Option<&Type>,
+    krate: &TokenStream,
+    errors: &mut Errors,
+) -> Option<TokenStream> {
+    match (&args.on_cancel, ret) {
+        (Some(expr), _) => Some(expr.to_token_stream()),
+        (None, None) => None,
+        (None, Some(Type::Tuple(unit))) if unit.elems.is_empty() => None,
+        (None, Some(ret @ Type::Never(_))) => {
+            errors.push(syn::Error::new_spanned(
+                ret,
+                "#[cancellable] cannot return from a `-> !` function when its context is done\n\
+                 help: give what it does then with `#[cancellable(on_cancel = <expr>)]`, an \
+                 expression that does not return either, e.g. `panic!(..)` or \
+                 `std::process::exit(0)`",
+            ));
+            None
+        }
+        (None, Some(ret @ Type::ImplTrait(_))) => {
+            errors.push(syn::Error::new_spanned(
+                ret,
+                "#[cancellable] has no default cancellation value for an `impl Trait` return \
+                 type\nhelp: give one with `#[cancellable(on_cancel = <expr>)]`",
+            ));
+            None
+        }
+        (None, Some(ret)) => {
+            let (ctx, _) = hygienic_names();
+            // An `impl Trait` inside (`Option<impl Iterator<..>>`) is left to inference.
+            let mut inferred = ret.clone();
+            InferImpl.visit_type_mut(&mut inferred);
+            // Spanned on the return type: if `R: FromCancel` does not hold, rustc points
+            // at `R` in the signature (the fake return edge of tracing-attributes).
+            Some(quote_spanned! {ret.span()=>
+                <#inferred as #krate::__private::FromCancel>::from_cancel(
+                    #krate::__private::cancel_error(&#ctx)
+                )
+            })
+        }
+    }
+}
+
+/// Reports every name `on_cancel` uses that is a local of the body and not a parameter: it runs
+/// after the body's locals are gone, with only the parameters in scope.
+fn body_locals_in(on_cancel: &Expr, func: &ItemFn, errors: &mut Errors) {
+    #[derive(Default)]
+    struct Names(Vec<Ident>);
+    impl<'ast> Visit<'ast> for Names {
+        fn visit_pat_ident(&mut self, pat: &'ast syn::PatIdent) {
+            self.0.push(pat.ident.clone());
+            syn::visit::visit_pat_ident(self, pat);
+        }
+        fn visit_item(&mut self, _: &'ast Item) {}
+    }
+    #[derive(Default)]
+    struct Used(Vec<Ident>);
+    impl<'ast> Visit<'ast> for Used {
+        fn visit_expr_path(&mut self, path: &'ast syn::ExprPath) {
+            if let Some(ident) = path.path.get_ident() {
+                self.0.push(ident.clone());
+            }
+        }
+    }
+
+    let mut locals = Names::default();
+    locals.visit_block(&func.block);
+    let mut params = Names::default();
+    for input in &func.sig.inputs {
+        params.visit_fn_arg(input);
+    }
+    let mut used = Used::default();
+    used.visit_expr(on_cancel);
+    for name in used.0 {
+        if locals.0.contains(&name) && !params.0.contains(&name) {
+            errors.push(syn::Error::new(
+                name.span(),
+                format!(
+                    "`on_cancel` cannot use `{name}`, a local of the function's body: it runs \
+                     after the body has stopped, with only the parameters in scope\nhelp: \
+                     compute the value from the parameters, or keep what the body produced in a \
+                     parameter (e.g. a `&mut` or a channel)"
+                ),
+            ));
+        }
     }
 }
 
@@ -342,80 +431,32 @@ fn binds_self(stmt: &Stmt) -> bool {
 /// `self` becomes `__self`, spanned like the `self` it replaces (as `#[async_trait]` does in the
 /// body), so that it resolves to `#[async_trait]`'s binding.
 fn replace_self(tokens: TokenStream) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|token| match token {
-            TokenTree::Ident(ident) if ident == "self" => {
-                TokenTree::Ident(proc_macro2::Ident::new("__self", ident.span()))
+    rename(tokens, "self", &|span| Ident::new("__self", span))
+}
+
+/// Every identifier `from` in `tokens` that is not part of a path (`from::x`, `x::from`)
+/// becomes `to(its span)`.
+fn rename(tokens: TokenStream, from: &str, to: &dyn Fn(Span) -> Ident) -> TokenStream {
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    let is_colon = |token: Option<&TokenTree>| matches!(token, Some(TokenTree::Punct(punct)) if punct.as_char() == ':');
+    (0..tokens.len())
+        .map(|at| match &tokens[at] {
+            TokenTree::Ident(ident)
+                if ident == from
+                    && !is_colon(at.checked_sub(1).and_then(|before| tokens.get(before)))
+                    && !is_colon(tokens.get(at + 1)) =>
+            {
+                TokenTree::Ident(to(ident.span()))
             }
             TokenTree::Group(group) => {
-                let mut replaced =
-                    proc_macro2::Group::new(group.delimiter(), replace_self(group.stream()));
-                replaced.set_span(group.span());
-                TokenTree::Group(replaced)
+                let mut renamed =
+                    proc_macro2::Group::new(group.delimiter(), rename(group.stream(), from, to));
+                renamed.set_span(group.span());
+                TokenTree::Group(renamed)
             }
-            other => other,
+            other => other.clone(),
         })
         .collect()
-}
-
-/// The parameter whose type is `Context`, `&Context` or `&mut Context` (any path ending in
-/// `Context` without generic arguments, which leaves out `std::task::Context<'_>`).
-/// Returns its name, and whether it is a shared reference.
-fn find_context(func: &ItemFn) -> syn::Result<(&proc_macro2::Ident, bool)> {
-    let mut found = Vec::new();
-    for arg in &func.sig.inputs {
-        let FnArg::Typed(arg) = arg else { continue };
-        if is_context(&arg.ty) {
-            found.push(arg);
-        }
-    }
-    match found.as_slice() {
-        [] => Err(syn::Error::new(
-            func.sig.paren_token.span.join(),
-            "#[cancellable] found no `Context` parameter\n\
-             help: add one (`ctx: Context`, `ctx: &Context` or `ctx: &mut Context`), or name the \
-             context with `#[cancellable(ctx = <expr>)]`, e.g. `ctx = self.ctx`",
-        )),
-        [arg] => match &*arg.pat {
-            Pat::Ident(pat) if pat.subpat.is_none() && pat.by_ref.is_none() => {
-                let shared_ref = matches!(&*arg.ty, Type::Reference(reference) if reference.mutability.is_none());
-                Ok((&pat.ident, shared_ref))
-            }
-            pat => Err(syn::Error::new_spanned(
-                pat,
-                "#[cancellable] needs the context parameter to have a name\n\
-                 help: write `ctx: Context`, or name the context with `#[cancellable(ctx = <expr>)]`",
-            )),
-        },
-        [first, second, ..] => {
-            let name = |arg: &syn::PatType| arg.pat.to_token_stream().to_string();
-            Err(syn::Error::new_spanned(
-                &second.ty,
-                format!(
-                    "#[cancellable] found two `Context` parameters, `{}` and `{}`, and cannot \
-                     tell which one to check\nhelp: name it with `#[cancellable(ctx = {})]`",
-                    name(first),
-                    name(second),
-                    name(first),
-                ),
-            ))
-        }
-    }
-}
-
-fn is_context(ty: &Type) -> bool {
-    match ty {
-        Type::Reference(reference) => is_context(&reference.elem),
-        Type::Paren(inner) => is_context(&inner.elem),
-        Type::Group(inner) => is_context(&inner.elem),
-        Type::Path(path) if path.qself.is_none() => path
-            .path
-            .segments
-            .last()
-            .is_some_and(|last| last.ident == "Context" && last.arguments.is_none()),
-        _ => false,
-    }
 }
 
 fn return_type(output: &ReturnType) -> Option<&Type> {
@@ -426,7 +467,8 @@ fn return_type(output: &ReturnType) -> Option<&Type> {
 }
 
 /// `T` in a return type naming `Future<Output = T>`: `impl Future<Output = T>` or
-/// `Pin<Box<dyn Future<Output = T> + Send + 'a>>`.
+/// `Pin<Box<dyn Future<Output = T> + Send + 'a>>`, or `BoxFuture<'a, T>`. `None` for a type
+/// that does not say (`Self::Future`): the output is then inferred.
 fn future_output(ty: &Type) -> Option<&Type> {
     let bounds = match ty {
         Type::ImplTrait(ty) => &ty.bounds,
@@ -436,6 +478,13 @@ fn future_output(ty: &Type) -> Option<&Type> {
         Type::Path(ty) => {
             let last = ty.path.segments.last()?;
             let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+            if last.ident == "BoxFuture" || last.ident == "LocalBoxFuture" {
+                // `futures::future::BoxFuture<'a, T>`.
+                return args.args.iter().find_map(|arg| match arg {
+                    GenericArgument::Type(ty) => Some(ty),
+                    _ => None,
+                });
+            }
             return args.args.iter().find_map(|arg| match arg {
                 GenericArgument::Type(ty) => future_output(ty),
                 _ => None,
@@ -457,46 +506,6 @@ fn future_output(ty: &Type) -> Option<&Type> {
     })
 }
 
-/// The `async move` block a sync fn's body ends in, bare or as `Box::pin(async move { .. })`.
-fn future_body_ref(block: &Block) -> Option<&ExprAsync> {
-    let Some(Stmt::Expr(tail, None)) = block.stmts.last() else { return None };
-    let future = match tail {
-        Expr::Call(call) if call.args.len() == 1 && is_pin(&call.func) => &call.args[0],
-        tail => tail,
-    };
-    match future {
-        Expr::Async(future) if future.capture.is_some() => Some(future),
-        _ => None,
-    }
-}
-
-fn future_body_mut(block: &mut Block) -> Option<&mut ExprAsync> {
-    let Some(Stmt::Expr(tail, None)) = block.stmts.last_mut() else { return None };
-    let pinned = matches!(tail, Expr::Call(call) if call.args.len() == 1 && is_pin(&call.func));
-    let future = if pinned {
-        match tail {
-            Expr::Call(call) => &mut call.args[0],
-            _ => return None,
-        }
-    } else {
-        tail
-    };
-    match future {
-        Expr::Async(future) if future.capture.is_some() => Some(future),
-        _ => None,
-    }
-}
-
-/// `Box::pin`, `std::boxed::Box::pin`, ...
-fn is_pin(func: &Expr) -> bool {
-    let Expr::Path(path) = func else { return false };
-    let mut segments = path.path.segments.iter().rev();
-    matches!(
-        (segments.next(), segments.next()),
-        (Some(pin), Some(boxed)) if pin.ident == "pin" && boxed.ident == "Box"
-    )
-}
-
 /// Replaces `impl Trait` by `_` in the type of `let __ret`, where `impl Trait` is not allowed.
 struct InferImpl;
 
@@ -511,13 +520,4 @@ impl VisitMut for InferImpl {
             syn::visit_mut::visit_type_mut(self, ty);
         }
     }
-}
-
-/// Whether a type mentions `impl Trait`, which cannot be named in `<R as FromCancel>`.
-fn mentions_impl(tokens: TokenStream) -> bool {
-    tokens.into_iter().any(|token| match token {
-        TokenTree::Ident(ident) => ident == "impl",
-        TokenTree::Group(group) => mentions_impl(group.stream()),
-        _ => false,
-    })
 }

@@ -9,30 +9,70 @@
 //! - **nested items** (`fn`, `impl`, `mod`, ...): another function altogether, which can carry its
 //!   own `#[cancellable]`;
 //! - **macro invocations**: their tokens are not Rust syntax until the macro expands, so there is
-//!   no loop or `.await` to see (`tokio::select!`, `vec![..]`, a user's `macro_rules!`).
+//!   no loop or `.await` to see (`vec![..]`, a user's `macro_rules!`), except `select!` and
+//!   `join!`, which `select.rs` races soundly.
+//!
+//! In sync code (a sync fn's body, or the closure a wrapper put it in), a call to
+//! `std::thread::sleep(d)` (also written `thread::sleep(d)` or `sleep(d)`) becomes
+//! `if __private::sleep(&__ctx, sleep, d) { break '__cancel; }`: a `wait_timeout(d)` on the
+//! context, the same sleep ended early by cancellation.
+//! The visitor goes by the name, as it cannot resolve paths: a function of your own called
+//! `sleep` with one argument is treated the same (it must then take a `Duration`), unless marked.
 //!
 //! `#[not_cancellable]` on an expression or `let` statement also stops the visitor: that code is
-//! left exactly as written. The marker is removed wherever it is found (except inside nested
-//! items and macro invocations), since rustc does not know it.
+//! left exactly as written (`markers.rs`).
 
-use proc_macro2::{Ident, Span};
-use syn::visit_mut::{self, VisitMut};
-use syn::{Attribute, Block, Expr, ExprAwait, ExprWhile, Item, Lifetime, Local, Stmt, StmtMacro};
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::quote;
+use syn::spanned::Spanned as _;
+use syn::visit::{self, Visit};
+use syn::visit_mut::{self as visit_mut, VisitMut};
+use syn::{
+    Attribute, Expr, ExprAwait, ExprMacro, ExprWhile, Item, Lifetime, Local, Stmt, StmtMacro,
+};
 
-/// The name of the marker attribute that exempts an expression or statement.
-pub(crate) const MARKER: &str = "not_cancellable";
+use crate::markers::{StripMarkers, remove_marker, take_marker};
+use crate::select::{self, Invocation};
 
 /// Inserts the cancellation points into a function body.
 pub(crate) struct InsertChecks {
+    /// The path of the facade, for `__private::sleep`.
+    krate: TokenStream,
     /// The function's own handle on its context (a hygienic local).
-    pub(crate) ctx: Ident,
+    ctx: Ident,
     /// The label around the body that every cancellation point breaks to.
-    pub(crate) label: Lifetime,
-    /// Whether `.await`s are raced against cancellation (`false` with `loops_only`).
-    pub(crate) race_awaits: bool,
+    label: Lifetime,
+    /// Whether `.await`s (and `select!`/`join!`) are raced (`false` with `loops_only`).
+    race_awaits: bool,
+    /// Whether the body is sync code, where `std::thread::sleep` becomes an interruptible wait.
+    blocking_sleeps: bool,
+    /// How many cancellation points were inserted.
+    pub(crate) points: usize,
+    /// Whether a `#[not_cancellable]` marker opted some code out.
+    pub(crate) opted_out: bool,
+    /// The first closure or `async` block left alone that has loops or awaits of its own.
+    pub(crate) skipped: Option<Span>,
 }
 
 impl InsertChecks {
+    pub(crate) fn new(
+        krate: TokenStream,
+        race_awaits: bool,
+        blocking_sleeps: bool,
+    ) -> InsertChecks {
+        let (ctx, label) = hygienic_names();
+        InsertChecks {
+            krate,
+            ctx,
+            label,
+            race_awaits,
+            blocking_sleeps,
+            points: 0,
+            opted_out: false,
+            skipped: None,
+        }
+    }
+
     /// `if __ctx.is_done() { break '__cancel; }`: one atomic load and a branch, the same code
     /// as a hand-written check.
     pub(crate) fn check(&self) -> Stmt {
@@ -63,50 +103,129 @@ impl InsertChecks {
         };
     }
 
-    /// `fut.await` becomes a race of `fut` against the context, through `Context::run`, which
-    /// allocates nothing and never polls `fut` once the context is done. When cancellation wins,
-    /// `fut` is dropped where it was suspended.
-    fn race(&self, expr: &mut Expr) {
-        let Expr::Await(ExprAwait { attrs, base, .. }) = expr else {
-            return;
-        };
+    /// `future` raced against the context, through `Context::run`, which allocates nothing:
+    /// `match __ctx.run(future).await { Ok(v) => v, Err(_) => break '__cancel }`. When
+    /// cancellation wins, `future` is dropped where it was suspended.
+    fn race(&self, attrs: &[Attribute], future: TokenStream) -> Expr {
         let InsertChecks { ctx, label, .. } = self;
-        *expr = syn::parse_quote_spanned! {Span::mixed_site()=>
+        syn::parse_quote_spanned! {Span::mixed_site()=>
             #(#attrs)*
-            match #ctx.run(#base).await {
+            match #ctx.run(#future).await {
                 ::core::result::Result::Ok(__value) => __value,
                 ::core::result::Result::Err(_) => break #label,
             }
+        }
+    }
+
+    /// `fut.await` becomes a race of `fut` against the context. Parentheses around `fut` are
+    /// dropped, since it becomes a call argument: `(&mut fut).await` must not become
+    /// `run((&mut fut))`, whose `unused_parens` fix (`&mut fut.await`) would change its meaning.
+    fn race_await(&self, expr: &mut Expr) {
+        let Expr::Await(ExprAwait { attrs, base, .. }) = expr else {
+            return;
         };
+        let mut future = &**base;
+        while let Expr::Paren(inner) = future {
+            future = &inner.expr;
+        }
+        *expr = self.race(attrs, quote!(#future));
+    }
+
+    /// `select!` and `join!` (see `select.rs`); any other macro invocation is left alone.
+    fn rewrite_macro(&mut self, expr: &mut Expr) {
+        let Expr::Macro(ExprMacro { attrs, mac }) = expr else {
+            return;
+        };
+        if !self.race_awaits {
+            return;
+        }
+        match select::recognise(mac) {
+            None => {}
+            Some(Invocation::Join) => {
+                let raced = self.race(attrs, quote!(async { #mac }));
+                *expr = raced;
+                self.points += 1;
+            }
+            Some(Invocation::Select(select)) if select.has_done_branch() => self.points += 1,
+            Some(Invocation::Select(mut select)) => {
+                for handler in select.handlers_mut() {
+                    self.visit_expr_mut(handler);
+                }
+                let (ctx, label) = (&self.ctx, &self.label);
+                let mut split = select.split(
+                    mac,
+                    |future| quote!(#ctx.run(#future).await),
+                    quote!(break #label),
+                );
+                if let Expr::Block(block) = &mut split {
+                    block.attrs = std::mem::take(attrs);
+                }
+                *expr = split;
+                self.points += 1;
+            }
+        }
+    }
+
+    /// `std::thread::sleep(d)` in sync code becomes `if __private::sleep(&__ctx, sleep, d) {
+    /// break '__cancel; }`, a `wait_timeout(d)` on the context.
+    fn interrupt_sleep(&mut self, expr: &mut Expr) {
+        let Expr::Call(call) = expr else { return };
+        if !self.blocking_sleeps || call.args.len() != 1 || !is_sleep(&call.func) {
+            return;
+        }
+        let InsertChecks { krate, ctx, label, .. } = self;
+        let (attrs, sleep, duration) = (&call.attrs, &call.func, &call.args[0]);
+        *expr = syn::parse_quote_spanned! {Span::mixed_site()=>
+            #(#attrs)*
+            if #krate::__private::sleep(&#ctx, #sleep, #duration) {
+                break #label;
+            }
+        };
+        self.points += 1;
     }
 }
 
 impl VisitMut for InsertChecks {
     fn visit_expr_mut(&mut self, expr: &mut Expr) {
         if take_marker(expr) {
+            self.opted_out = true;
             StripMarkers.visit_expr_mut(expr);
             return;
         }
         match expr {
-            Expr::Closure(_) | Expr::Async(_) | Expr::Const(_) => StripMarkers.visit_expr_mut(expr),
-            Expr::Macro(_) | Expr::Verbatim(_) => {}
+            Expr::Closure(_) | Expr::Async(_) | Expr::Const(_) => {
+                if self.skipped.is_none() && has_points(expr) {
+                    self.skipped = Some(expr.span());
+                }
+                StripMarkers.visit_expr_mut(expr);
+            }
+            Expr::Macro(_) => self.rewrite_macro(expr),
+            Expr::Verbatim(_) => {}
             Expr::Loop(inner) => {
                 visit_mut::visit_expr_loop_mut(self, inner);
                 inner.body.stmts.insert(0, self.check());
+                self.points += 1;
             }
             Expr::ForLoop(inner) => {
                 visit_mut::visit_expr_for_loop_mut(self, inner);
                 inner.body.stmts.insert(0, self.check());
+                self.points += 1;
             }
             Expr::While(inner) => {
                 visit_mut::visit_expr_while_mut(self, inner);
                 self.desugar_while(expr);
+                self.points += 1;
             }
             Expr::Await(inner) => {
                 visit_mut::visit_expr_await_mut(self, inner);
                 if self.race_awaits {
-                    self.race(expr);
+                    self.race_await(expr);
+                    self.points += 1;
                 }
+            }
+            Expr::Call(inner) => {
+                visit_mut::visit_expr_call_mut(self, inner);
+                self.interrupt_sleep(expr);
             }
             _ => visit_mut::visit_expr_mut(self, expr),
         }
@@ -114,103 +233,56 @@ impl VisitMut for InsertChecks {
 
     fn visit_local_mut(&mut self, local: &mut Local) {
         if remove_marker(&mut local.attrs) {
+            self.opted_out = true;
             StripMarkers.visit_local_mut(local);
         } else {
             visit_mut::visit_local_mut(self, local);
         }
     }
 
-    fn visit_stmt_macro_mut(&mut self, mac: &mut StmtMacro) {
-        remove_marker(&mut mac.attrs);
+    fn visit_stmt_mut(&mut self, stmt: &mut Stmt) {
+        let Stmt::Macro(StmtMacro { attrs, mac, semi_token }) = stmt else {
+            return visit_mut::visit_stmt_mut(self, stmt);
+        };
+        if remove_marker(attrs) {
+            self.opted_out = true;
+        } else if self.race_awaits && select::recognise(mac).is_some() {
+            // As an expression, so that `rewrite_macro` can replace it.
+            let (attrs, mac, semi) = (std::mem::take(attrs), mac.clone(), *semi_token);
+            let mut expr = Expr::Macro(ExprMacro { attrs, mac });
+            self.visit_expr_mut(&mut expr);
+            *stmt = Stmt::Expr(expr, semi);
+        }
     }
 
     fn visit_item_mut(&mut self, _: &mut Item) {}
 }
 
-/// Removes every `#[not_cancellable]` without rewriting anything: for the code the visitor
-/// leaves alone.
-pub(crate) struct StripMarkers;
-
-impl StripMarkers {
-    /// Strips the markers of a whole body.
-    pub(crate) fn block(block: &mut Block) {
-        StripMarkers.visit_block_mut(block);
+/// Whether `expr` has a loop or an await of its own (outside nested items).
+fn has_points(expr: &Expr) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_expr(&mut self, expr: &'ast Expr) {
+            match expr {
+                Expr::Loop(_) | Expr::ForLoop(_) | Expr::While(_) | Expr::Await(_) => self.0 = true,
+                _ => visit::visit_expr(self, expr),
+            }
+        }
+        fn visit_item(&mut self, _: &'ast Item) {}
     }
+    let mut finder = Finder(false);
+    finder.visit_expr(expr);
+    finder.0
 }
 
-impl VisitMut for StripMarkers {
-    fn visit_expr_mut(&mut self, expr: &mut Expr) {
-        take_marker(expr);
-        visit_mut::visit_expr_mut(self, expr);
-    }
-
-    fn visit_local_mut(&mut self, local: &mut Local) {
-        remove_marker(&mut local.attrs);
-        visit_mut::visit_local_mut(self, local);
-    }
-
-    fn visit_stmt_macro_mut(&mut self, mac: &mut StmtMacro) {
-        remove_marker(&mut mac.attrs);
-    }
-
-    fn visit_item_mut(&mut self, _: &mut Item) {}
-}
-
-/// Removes `#[not_cancellable]` from the expression's own attributes; `true` if it was there.
-fn take_marker(expr: &mut Expr) -> bool {
-    attrs_mut(expr).is_some_and(remove_marker)
-}
-
-fn remove_marker(attrs: &mut Vec<Attribute>) -> bool {
-    let before = attrs.len();
-    attrs.retain(|attr| !attr.path().is_ident(MARKER));
-    attrs.len() != before
-}
-
-/// The outer attributes of an expression (`None` for tokens syn did not interpret).
-fn attrs_mut(expr: &mut Expr) -> Option<&mut Vec<Attribute>> {
-    Some(match expr {
-        Expr::Array(e) => &mut e.attrs,
-        Expr::Assign(e) => &mut e.attrs,
-        Expr::Async(e) => &mut e.attrs,
-        Expr::Await(e) => &mut e.attrs,
-        Expr::Binary(e) => &mut e.attrs,
-        Expr::Block(e) => &mut e.attrs,
-        Expr::Break(e) => &mut e.attrs,
-        Expr::Call(e) => &mut e.attrs,
-        Expr::Cast(e) => &mut e.attrs,
-        Expr::Closure(e) => &mut e.attrs,
-        Expr::Const(e) => &mut e.attrs,
-        Expr::Continue(e) => &mut e.attrs,
-        Expr::Field(e) => &mut e.attrs,
-        Expr::ForLoop(e) => &mut e.attrs,
-        Expr::Group(e) => &mut e.attrs,
-        Expr::If(e) => &mut e.attrs,
-        Expr::Index(e) => &mut e.attrs,
-        Expr::Infer(e) => &mut e.attrs,
-        Expr::Let(e) => &mut e.attrs,
-        Expr::Lit(e) => &mut e.attrs,
-        Expr::Loop(e) => &mut e.attrs,
-        Expr::Macro(e) => &mut e.attrs,
-        Expr::Match(e) => &mut e.attrs,
-        Expr::MethodCall(e) => &mut e.attrs,
-        Expr::Paren(e) => &mut e.attrs,
-        Expr::Path(e) => &mut e.attrs,
-        Expr::Range(e) => &mut e.attrs,
-        Expr::RawAddr(e) => &mut e.attrs,
-        Expr::Reference(e) => &mut e.attrs,
-        Expr::Repeat(e) => &mut e.attrs,
-        Expr::Return(e) => &mut e.attrs,
-        Expr::Struct(e) => &mut e.attrs,
-        Expr::Try(e) => &mut e.attrs,
-        Expr::TryBlock(e) => &mut e.attrs,
-        Expr::Tuple(e) => &mut e.attrs,
-        Expr::Unary(e) => &mut e.attrs,
-        Expr::Unsafe(e) => &mut e.attrs,
-        Expr::While(e) => &mut e.attrs,
-        Expr::Yield(e) => &mut e.attrs,
-        _ => return None,
-    })
+/// `std::thread::sleep`, `::std::thread::sleep`, `thread::sleep` or `sleep`.
+fn is_sleep(func: &Expr) -> bool {
+    let Expr::Path(path) = func else { return false };
+    let names: Vec<String> =
+        path.path.segments.iter().map(|segment| segment.ident.to_string()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    path.qself.is_none()
+        && matches!(names.as_slice(), ["sleep"] | ["thread", "sleep"] | ["std", "thread", "sleep"])
 }
 
 /// Tokens for the hygienic local and label, shared by `expand.rs` and the visitor.

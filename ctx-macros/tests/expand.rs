@@ -3,17 +3,25 @@
 //! expands to"). After a deliberate change, regenerate with
 //! `INSTA_UPDATE=always cargo test -p ctx-macros --test expand` and review the diff.
 //!
-//! A proc-macro crate exports nothing but its macros, so the three stages are compiled in here
+//! A proc-macro crate exports nothing but its macros, so its modules are compiled in here
 //! directly; `proc_macro2` runs outside the compiler.
 
 #![allow(missing_docs, dead_code)]
 
 #[path = "../src/args.rs"]
 mod args;
+#[path = "../src/context.rs"]
+mod context;
 #[path = "../src/expand.rs"]
 mod expand;
+#[path = "../src/markers.rs"]
+mod markers;
+#[path = "../src/select.rs"]
+mod select;
 #[path = "../src/visit.rs"]
 mod visit;
+#[path = "../src/wrappers.rs"]
+mod wrappers;
 
 use proc_macro2::TokenStream;
 use quote::ToTokens as _;
@@ -250,5 +258,183 @@ snapshot! { error_keeps_the_function:
         #[not_cancellable]
         let x = 1;
         x
+    }
+}
+
+snapshot! { select_raced_handlers_kept:
+    #[cancellable]
+    async fn serve(ctx: &Context, rx: &mut Receiver<u32>) -> Result<u32, Error> {
+        let mut total = 0;
+        loop {
+            tokio::select! {
+                biased;
+                Some(mut n) = rx.recv(), if total < 100 => {
+                    n += 1;
+                    total += n;
+                }
+                _ = tick.tick() => continue,
+                else => break,
+            }
+        }
+        Ok(total)
+    }
+}
+
+snapshot! { select_with_a_done_branch_is_left_as_written:
+    #[cancellable]
+    async fn go_style(ctx: &Context, rx: &mut Receiver<u32>) -> Option<u32> {
+        tokio::select! {
+            _ = ctx.done() => None,
+            n = rx.recv() => n,
+        }
+    }
+}
+
+snapshot! { join_raced_as_a_whole:
+    #[cancellable]
+    async fn both(ctx: &Context) -> Result<(u32, u32), Error> {
+        let pair = tokio::join!(first(), second());
+        futures::try_join!(check(pair.0), check(pair.1))
+    }
+}
+
+snapshot! { blocking_sleep:
+    #[cancellable]
+    fn nap(ctx: &Context, naps: u32) -> Option<u32> {
+        for _ in 0..naps {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        thread::sleep(Duration::from_millis(10));
+        #[not_cancellable]
+        sleep(Duration::from_millis(10));
+        Some(naps)
+    }
+}
+
+snapshot! { never_returning:
+    #[cancellable(on_cancel = std::process::exit(0))]
+    fn serve(ctx: Context) -> ! {
+        loop {}
+    }
+}
+
+snapshot! { impl_trait_inside_a_default_value:
+    #[cancellable]
+    fn evens(ctx: &Context, up_to: u32) -> Option<impl Iterator<Item = u32>> {
+        Some((0..up_to).filter(|n| n % 2 == 0))
+    }
+}
+
+snapshot! { await_on_a_parenthesized_future:
+    #[cancellable]
+    async fn parens(ctx: &Context, fut: &mut Fut, boxed: Box<Fut>, c: bool) {
+        (&mut *fut).await;
+        (*boxed).await;
+        (if c { a() } else { b() }).await;
+    }
+}
+
+// What `#[tokio::main]` (tokio-macros 2.7) makes of `#[tokio::main] #[cancellable] async fn
+// run(ctx: &Context) -> Option<u32> { .. }` before `#[cancellable]` runs: the body is found in
+// `let body = async { .. }`.
+snapshot! { tokio_main_above:
+    #[cancellable]
+    fn run(ctx: &Context) -> Option<u32> {
+        let body = async {
+            loop {
+                tick().await;
+            }
+        };
+        let body = {
+            if false {
+                let _: &dyn ::core::future::Future<Output = Option<u32>> = &body;
+            }
+            body
+        };
+        #[allow(clippy::expect_used, clippy::diverging_sub_expression, clippy::needless_return)]
+        {
+            return tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("Failed building the Runtime")
+                .block_on(body);
+        }
+    }
+}
+
+// `#[tracing::instrument(err)]` (tracing-attributes 0.1.31) above `#[cancellable]` on a sync fn:
+// the body is in an immediately called closure.
+snapshot! { instrument_err_above_a_sync_fn:
+    #[cancellable]
+    fn parse(ctx: &Context, lines: &[&str]) -> Result<u32, Error> {
+        let __tracing_attr_span;
+        let __tracing_attr_guard;
+        if ::tracing::level_enabled!(::tracing::Level::INFO) {
+            __tracing_attr_span = ::tracing::span!(::tracing::Level::INFO, "parse");
+            __tracing_attr_guard = __tracing_attr_span.enter();
+        }
+        #[allow(clippy::redundant_closure_call)]
+        match (move || {
+            let mut n = 0;
+            for line in lines {
+                n += line.len() as u32;
+            }
+            Ok(n)
+        })() {
+            #[allow(clippy::unit_arg)]
+            Ok(x) => Ok(x),
+            Err(e) => {
+                ::tracing::event!(::tracing::Level::ERROR, error = %e);
+                Err(e)
+            }
+        }
+    }
+}
+
+// `#[tracing::instrument(ret)]` above `#[cancellable]` on an async fn: the body is the innermost
+// `async move` block that the instrumented future awaits.
+snapshot! { instrument_ret_above_an_async_fn:
+    #[cancellable]
+    async fn crunch(ctx: &Context) -> Option<u32> {
+        let __tracing_attr_span = ::tracing::span!(::tracing::Level::INFO, "crunch");
+        let __tracing_instrument_future = async move {
+            let x = async move {
+                let mut n = 0;
+                while n < 10 {
+                    n += 1;
+                }
+                Some(n)
+            }
+            .await;
+            ::tracing::event!(::tracing::Level::INFO, return = ?x);
+            x
+        };
+        if !__tracing_attr_span.is_disabled() {
+            ::tracing::Instrument::instrument(__tracing_instrument_future, __tracing_attr_span).await
+        } else {
+            __tracing_instrument_future.await
+        }
+    }
+}
+
+// A future-returning fn: the context is cloned before the future is made, so the future does
+// not borrow the parameter, and `on_cancel` (the future's output) reads the clone.
+snapshot! { box_future_with_on_cancel:
+    #[cancellable(on_cancel = Err(ctx.err().unwrap()))]
+    fn fetch(ctx: &Context, key: u32) -> BoxFuture<'static, Result<u32, Error>> {
+        async move {
+            sleep(Duration::from_millis(key.into())).await;
+            Ok(key)
+        }
+        .boxed()
+    }
+}
+
+// `-> Self::Future` does not spell its output: the cancellation value is inferred.
+snapshot! { tower_style_self_future:
+    #[cancellable(ctx = self.ctx)]
+    fn call(&mut self, request: Request) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.handle(request).await })
     }
 }

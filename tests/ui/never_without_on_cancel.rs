@@ -1,0 +1,8 @@
+use ctx::{Context, cancellable};
+
+#[cancellable]
+fn serve(ctx: &Context) -> ! {
+    loop {}
+}
+
+fn main() {}
