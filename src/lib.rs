@@ -9,10 +9,15 @@
 //! - [`macro@cancellable`] (feature `macros`, default): put it on a function that takes a
 //!   `Context`, and every loop iteration checks the context and every `.await` races it.
 //! - [`Group`] (feature `tokio`, default): Go's errgroup on tokio; the first failure cancels the
-//!   others.
+//!   others. [`Group::shutdown`] is the graceful stop: cancel, drain up to a deadline, abort and
+//!   count the rest ([`ShutdownReport`]).
 //! - [`signal`] (feature `signal`, default): contexts cancelled by SIGINT / SIGTERM / SIGHUP /
 //!   SIGQUIT, Go's `signal.NotifyContext`; [`signal::shutdown`] is the one line a server's `main`
 //!   starts with. A second signal gets the operating system's default (it kills).
+//! - Feature `tokio-util` (off by default): `Context::to_cancellation_token` hands a
+//!   `tokio_util::sync::CancellationToken` to crates that take one (cancelled within the cancel
+//!   that finishes the context), and `Context::with_cancellation_token` takes one in (watched
+//!   by a task on the current tokio runtime).
 //! - Feature `tokio-clock` (off by default): deadlines created inside a tokio runtime also follow
 //!   tokio's clock, so `tokio::time::pause` moves them in tests.
 //! - `ctx::http` (feature `http`, off by default): tower layers that give every HTTP or gRPC request

@@ -74,6 +74,7 @@ fn build_example(name: &str) -> PathBuf {
         (cfg!(feature = "tokio"), "tokio"),
         (cfg!(feature = "tokio-clock"), "tokio-clock"),
         (cfg!(feature = "signal"), "signal"),
+        (cfg!(feature = "tokio-util"), "tokio-util"),
         (cfg!(feature = "http"), "http"),
     ]
     .into_iter()
@@ -262,36 +263,32 @@ fn threads_stops_every_task_at_the_signal_and_exits() {
     check_seed_program("threads");
 }
 
-/// `examples/server.rs` as a child process: real HTTP requests over loopback (one that runs out
-/// of time, one that completes, one whose client goes away), then SIGINT from `kill` during a
-/// request, then a clean exit within the drain deadline.
-#[cfg(all(unix, feature = "http", feature = "signal", feature = "macros", feature = "tokio"))]
-mod server {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::TcpStream;
-    use std::process::{Child, Command, Stdio};
+/// `examples/signals.rs` as a child process that gets real signals from `kill`.
+#[cfg(all(unix, feature = "signal", feature = "macros", feature = "tokio"))]
+mod signals {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Child, Command, ExitStatus, Stdio};
     use std::sync::mpsc;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use super::{NO_HANG, build_example, wait_or_kill};
 
-    /// How long the example drains in-flight requests (`GRACE` in examples/server.rs).
-    const GRACE: Duration = Duration::from_secs(5);
-
-    /// The running example and the stdout lines it has printed so far.
-    struct Server {
+    /// A running example, and every stdout line it has printed so far.
+    pub(super) struct Running {
+        name: &'static str,
         child: Child,
         started: Instant,
         lines: mpsc::Receiver<String>,
         seen: Vec<String>,
     }
 
-    impl Server {
-        fn start() -> Server {
-            let binary = build_example("server");
+    impl Running {
+        pub(super) fn start(name: &'static str, args: &[&str]) -> Running {
+            let binary = build_example(name);
             let started = Instant::now();
             let mut child = Command::new(&binary)
-                .arg("127.0.0.1:0")
+                .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -306,91 +303,207 @@ mod server {
                     }
                 }
             });
-            Server { child, started, lines, seen: Vec::new() }
+            Running { name, child, started, lines, seen: Vec::new() }
         }
 
-        /// Reads lines until `line` has been printed; kills the example and fails after
-        /// [`NO_HANG`].
-        fn expect_line(&mut self, line: &str) {
-            while !self.seen.iter().any(|seen| seen == line) {
+        /// Reads lines until `done(seen)` holds; kills the example and fails after [`NO_HANG`].
+        pub(super) fn read_until(&mut self, what: &str, done: impl Fn(&[String]) -> bool) {
+            while !done(&self.seen) {
                 let left = NO_HANG.saturating_sub(self.started.elapsed());
                 match self.lines.recv_timeout(left) {
-                    Ok(next) => self.seen.push(next),
+                    Ok(line) => self.seen.push(line),
                     Err(err) => {
                         let _ = self.child.kill();
                         let _ = self.child.wait();
-                        panic!("server: no {line:?} ({err}); killed. Output: {:#?}", self.seen);
+                        let name = self.name;
+                        panic!("{name}: no {what} ({err}); killed. Output: {:#?}", self.seen);
                     }
                 }
             }
         }
 
-        /// The address from the first line, `listening on 127.0.0.1:PORT`: call it first.
-        fn addr(&mut self) -> String {
-            let first = self.lines.recv_timeout(NO_HANG).expect("the listening line");
-            self.seen.push(first.clone());
-            first.strip_prefix("listening on ").unwrap_or_else(|| panic!("{first:?}")).to_owned()
+        /// Waits until every task has printed `is running` at least once: the signal
+        /// registration is in place before the tasks start.
+        fn wait_until_running(&mut self) {
+            self.read_until("running tasks", |seen| {
+                ["task1", "task2", "task3"]
+                    .iter()
+                    .all(|task| seen.iter().any(|line| *line == format!("{task} is running")))
+            });
+        }
+
+        /// Every line read so far.
+        pub(super) fn seen(&self) -> &[String] {
+            &self.seen
+        }
+
+        pub(super) fn send(&self, name: &str) {
+            let status = Command::new("kill")
+                .args([&format!("-{name}"), &self.child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -{name} failed: {status}");
+        }
+
+        /// Waits for the example to exit and returns its status and every line it printed.
+        pub(super) fn finish(mut self) -> (ExitStatus, Vec<String>) {
+            let status = wait_or_kill(&mut self.child, self.name, self.started);
+            // The pipe is closed once the process is gone: the reader ends, the channel drains.
+            self.seen.extend(self.lines.iter());
+            (status, self.seen)
         }
     }
 
-    /// Sends `GET path` with `headers`; the connection is returned for reading the answer.
+    pub(super) fn position(lines: &[String], line: &str) -> usize {
+        let found: Vec<usize> = (0..lines.len()).filter(|&i| lines[i] == line).collect();
+        assert_eq!(found.len(), 1, "{line:?} exactly once in {lines:#?}");
+        found[0]
+    }
+
+    /// One signal: the cause is printed, every task stops, cleans up, and the drain is clean.
+    fn stops_cleanly_on(signal: &str) {
+        let mut example = Running::start("signals", &[]);
+        example.wait_until_running();
+        example.send(signal);
+        let (status, lines) = example.finish();
+        assert!(status.success(), "exited with {status}: {lines:#?}");
+        let shutting_down = position(&lines, &format!("shutting down: received SIG{signal}"));
+        for task in ["task1", "task2", "task3"] {
+            let stop = position(&lines, &format!("{task} got the cancellation signal, stopping"));
+            let cleaned = position(&lines, &format!("{task} cleaned up"));
+            assert!(stop < cleaned, "{lines:#?}");
+            let running = format!("{task} is running");
+            assert!(lines[stop..].iter().all(|line| *line != running), "{lines:#?}");
+        }
+        assert!(shutting_down < lines.len() - 1);
+        let report = lines.last().unwrap();
+        assert!(report.starts_with("all 3 tasks stopped in "), "{lines:#?}");
+    }
+
+    #[test]
+    fn sigint_stops_every_task_and_exits_cleanly() {
+        stops_cleanly_on("INT");
+    }
+
+    #[test]
+    fn sigterm_stops_every_task_and_exits_cleanly() {
+        stops_cleanly_on("TERM");
+    }
+
+    /// The cleanups take 60 s: the second SIGINT, sent while they run, kills the process.
+    #[test]
+    fn a_second_sigint_during_a_slow_cleanup_kills_it() {
+        let mut example = Running::start("signals", &["--slow-cleanup"]);
+        example.wait_until_running();
+        example.send("INT");
+        example.read_until("stop lines", |seen| {
+            seen.iter()
+                .filter(|line| line.ends_with("got the cancellation signal, stopping"))
+                .count()
+                == 3
+        });
+        let second = Instant::now();
+        example.send("INT");
+        let (status, lines) = example.finish();
+        assert_eq!(status.signal(), Some(2), "terminated by SIGINT: {status}, {lines:#?}");
+        assert!(lines.iter().all(|line| !line.ends_with("cleaned up")), "{lines:#?}");
+        eprintln!("signals: the second SIGINT killed the example after {:?}", second.elapsed());
+    }
+
+    /// Without a second signal, the 3 s drain deadline aborts the 60 s cleanups.
+    #[test]
+    fn the_drain_deadline_aborts_slow_cleanups() {
+        let mut example = Running::start("signals", &["--slow-cleanup"]);
+        example.wait_until_running();
+        example.send("TERM");
+        let (status, lines) = example.finish();
+        assert_eq!(status.code(), Some(1), "{status}: {lines:#?}");
+        position(&lines, "shutting down: received SIGTERM");
+        assert_eq!(lines.last().unwrap(), "3 of 3 tasks aborted after 3s", "{lines:#?}");
+    }
+}
+
+/// `examples/server.rs` as a child process: real HTTP requests over loopback (a deadline, a
+/// completed one, a client that goes away), then SIGINT during a request, then a clean exit
+/// within the drain deadline.
+#[cfg(all(unix, feature = "http", feature = "signal", feature = "macros", feature = "tokio"))]
+mod server {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    use super::NO_HANG;
+    use super::signals::{Running, position};
+
+    /// How long the example drains in-flight requests (`GRACE` in examples/server.rs).
+    const GRACE: Duration = Duration::from_secs(5);
+
+    /// Sends `GET path` with `headers` and returns the connection, for reading the answer.
     fn send_get(addr: &str, path: &str, headers: &str) -> TcpStream {
         let mut stream = TcpStream::connect(addr).expect("connect to the example");
         stream.set_read_timeout(Some(NO_HANG)).unwrap();
-        let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-        stream.write_all(format!("{head}{headers}\r\n").as_bytes()).expect("send the request");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}\r\n");
+        stream.write_all(request.as_bytes()).expect("send the request");
         stream
     }
 
-    /// Reads the whole answer and checks its status line and body.
-    fn assert_answer(mut stream: TcpStream, status: &str, body: &str) {
+    /// The whole answer: status line, headers and body.
+    fn answer(mut stream: TcpStream) -> String {
         let mut text = String::new();
         stream.read_to_string(&mut text).expect("read the answer");
+        text
+    }
+
+    fn assert_answer(text: &str, status: &str, body: &str) {
         assert!(text.starts_with(&format!("HTTP/1.1 {status}\r\n")), "{text}");
         assert!(text.ends_with(&format!("\r\n\r\n{body}\n")), "{text}");
     }
 
     #[test]
     fn requests_then_sigint_cancels_the_one_in_flight_and_drains() {
-        let mut server = Server::start();
-        let addr = server.addr();
+        let mut example = Running::start("server", &["127.0.0.1:0"]);
+        example.read_until("listening line", |seen| !seen.is_empty());
+        let addr = example_addr(&example.seen()[0]);
 
-        let timed_out = send_get(&addr, "/work/5000", "grpc-timeout: 100m\r\n");
-        assert_answer(timed_out, "504 Gateway Timeout", "cancelled: context deadline exceeded");
-        assert_answer(send_get(&addr, "/work/20", ""), "200 OK", "done in 20 ms");
+        let timed_out = answer(send_get(&addr, "/work/5000", "grpc-timeout: 100m\r\n"));
+        assert_answer(&timed_out, "504 Gateway Timeout", "cancelled: context deadline exceeded");
+        assert_answer(&answer(send_get(&addr, "/work/20", "")), "200 OK", "done in 20 ms");
 
         let gone = send_get(&addr, "/work/60000", "");
-        server.expect_line("request 3: working for 60000 ms");
+        example.read_until("request 3", |seen| {
+            seen.iter().any(|l| l == "request 3: working for 60000 ms")
+        });
         drop(gone);
-        server.expect_line("request 3: client went away");
+        example.read_until("the disconnect", |seen| {
+            seen.iter().any(|l| l == "request 3: client went away")
+        });
 
         let in_flight = send_get(&addr, "/work/60000", "");
-        server.expect_line("request 4: working for 60000 ms");
+        example.read_until("request 4", |seen| {
+            seen.iter().any(|l| l == "request 4: working for 60000 ms")
+        });
         let signalled = Instant::now();
-        let kill = Command::new("kill").args(["-INT", &server.child.id().to_string()]).status();
-        assert!(kill.expect("run kill").success());
-        assert_answer(in_flight, "503 Service Unavailable", "cancelled: received SIGINT");
-        let status = wait_or_kill(&mut server.child, "server", server.started);
+        example.send("INT");
+        assert_answer(&answer(in_flight), "503 Service Unavailable", "cancelled: received SIGINT");
+        let (status, lines) = example.finish();
         let exited = signalled.elapsed();
-        server.seen.extend(server.lines.iter());
-        let lines = server.seen;
         eprintln!("server: exited {exited:?} after SIGINT");
         assert!(status.success(), "exited with {status}: {lines:#?}");
         assert!(exited < GRACE, "exited {exited:?} after SIGINT, past the drain deadline");
 
-        for line in [
-            "request 1: cancelled: context deadline exceeded",
-            "request 2: done",
-            "request 4: cancelled: received SIGINT",
-            "shutting down: received SIGINT",
-        ] {
-            assert_eq!(
-                lines.iter().filter(|seen| *seen == line).count(),
-                1,
-                "{line:?}: {lines:#?}"
-            );
-        }
-        let report = lines.last().unwrap();
+        position(&lines, "request 1: cancelled: context deadline exceeded");
+        position(&lines, "request 2: done");
+        let cancelled = position(&lines, "request 4: cancelled: received SIGINT");
+        let shutting_down = position(&lines, "shutting down: received SIGINT");
+        let report = lines.len() - 1;
+        assert!(cancelled < report && shutting_down < report, "{lines:#?}");
+        let report = &lines[report];
         assert!(report.starts_with("drained: all 1 task stopped in "), "{lines:#?}");
+    }
+
+    /// `listening on 127.0.0.1:PORT` → `127.0.0.1:PORT`.
+    fn example_addr(line: &str) -> String {
+        line.strip_prefix("listening on ").unwrap_or_else(|| panic!("{line:?}")).to_owned()
     }
 }

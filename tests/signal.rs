@@ -154,6 +154,16 @@ fn send(pid: u32, name: &str) {
 #[test]
 fn child_process() {
     let Ok(names) = std::env::var("CTX_SIGNAL_CHILD") else { return };
+    if names == "DROPPED" {
+        // 10,000 registrations made and dropped: the process must be back to the defaults.
+        for _ in 0..10_000 {
+            drop(signal::notify(&Context::background(), &[Signal::Interrupt, Signal::Terminate]));
+        }
+        println!("child: ready");
+        std::thread::sleep(Duration::from_secs(600));
+        println!("child: still alive");
+        return;
+    }
     let signals: Vec<Signal> = names
         .split(',')
         .map(|name| match name {
@@ -220,7 +230,7 @@ fn wait_or_kill(child: &mut Child) -> std::process::ExitStatus {
         if started.elapsed() > NO_HANG {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the child still runs {NO_HANG:?} after the second signal: killed");
+            panic!("the child still runs {NO_HANG:?} after the signal that should kill it");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -268,4 +278,15 @@ fn once_done_a_context_listens_to_none_of_its_signals() {
     send(child.id(), "TERM");
     let status = wait_or_kill(&mut child);
     assert_eq!(status.signal(), Some(15), "terminated by SIGTERM: {status}");
+}
+
+/// The signal-hook side of "no registration left behind": after 10,000 `notify` contexts were
+/// made and dropped, SIGINT does what it does in a program that never called `notify`.
+#[test]
+fn after_dropped_contexts_the_first_signal_gets_the_default_action() {
+    let (mut child, lines) = start_child("DROPPED");
+    assert_eq!(next_line(&mut child, &lines), "ready");
+    send(child.id(), "INT");
+    let status = wait_or_kill(&mut child);
+    assert_eq!(status.signal(), Some(2), "terminated by SIGINT: {status}");
 }

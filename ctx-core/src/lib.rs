@@ -22,6 +22,9 @@
 //! - **Threads and futures alike:** [`Context::done`] is a runtime-free future,
 //!   [`Context::wait`] blocks a thread, and deadlines need no runtime.
 //!
+//! With the feature `tokio-util` (off by default), `Context::to_cancellation_token` and
+//! `Context::with_cancellation_token` bridge to tokio-util's `CancellationToken`, both ways.
+//!
 //! ```
 //! use ctx::{Context, Error};
 //! use std::time::Duration;
@@ -46,6 +49,8 @@ mod handle;
 mod slab;
 mod sync;
 mod timer;
+#[cfg(feature = "tokio-util")]
+mod token;
 #[cfg(feature = "tokio-clock")]
 mod tokio_clock;
 #[cfg(feature = "tonic")]

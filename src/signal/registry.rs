@@ -105,7 +105,7 @@ pub(super) fn notify(parent: &Context, signals: SignalSet) -> io::Result<(Contex
         state.live.insert(id, Entry { signals, cancel, when_done: None });
     }
     // If the context is done already (its parent was cancelled meanwhile, or a signal came),
-    // this runs at once and removes the entry.
+    // `after_func` runs this soon, on ctx's timer thread, and it removes the entry then.
     let when_done = ctx.after_func(move || remove(id));
     let unused = match lock().live.get_mut(&id) {
         Some(entry) => entry.when_done.replace(when_done),

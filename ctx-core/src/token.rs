@@ -1,0 +1,147 @@
+//! Bridges to tokio-util's [`CancellationToken`] (feature `tokio-util`), which many crates of
+//! the tokio ecosystem take or hand out: [`Context::to_cancellation_token`] gives one to them,
+//! [`Context::with_cancellation_token`] takes one in.
+//!
+//! The two directions differ because the two types do: a context can run code when it is done
+//! ([`Context::after_func`]), so a context drives a token with no task and no thread; a token
+//! offers only a future, so a token drives a context through a task that awaits it.
+//!
+//! Shape of the token-driven context: `self → outer (with_cancel) → value layer (StopWatching)
+//! → child (with_cancel)`. The caller gets `child`. The watcher task holds `outer`'s handle
+//! (which cancels `child` without keeping it alive), and ends as soon as the first of these
+//! happens (invariants, kept by `with_cancellation_token` and the task it spawns):
+//! 1. the token is cancelled: the task cancels `outer`, hence `child`;
+//! 2. `child` is done for another reason: its `after_func` cancels the private `stop` token;
+//! 3. `child` and everything derived from it are dropped: the value layer drops, and with it
+//!    the `DropGuard` that cancels `stop`.
+//!
+//! On its way out the task stops the `after_func` (it may have moved up to `outer` in case 3),
+//! so nothing stays registered on `self` either.
+
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::task::Poll;
+
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::{CancelHandle, Context};
+
+/// The value layer's content: cancels the watcher's `stop` token when dropped (invariant 3).
+struct StopWatching {
+    _stop: DropGuard,
+}
+
+impl Context {
+    /// A [`CancellationToken`] that is cancelled when this context is done, for any reason
+    /// (cancel, parent, deadline), as part of the cancel that finishes it: an
+    /// [`after_func`](Context::after_func), so no task and no thread are involved. If this
+    /// context is done already, the token is returned cancelled (if it is
+    /// being finished by another thread during the call, the token is cancelled soon after, on
+    /// ctx's timer thread).
+    ///
+    /// Of a context that can never be done ([`background`](Context::background), a
+    /// [`without_cancel`](Context::without_cancel) context), a token that is never cancelled,
+    /// and nothing is registered. Cancelling the token does not cancel the context: use
+    /// [`with_cancellation_token`](Context::with_cancellation_token) for that direction.
+    ///
+    /// Each call makes a new token; the callback holds a clone of it until the context is done
+    /// or can no longer be.
+    ///
+    /// ```
+    /// let (ctx, handle) = ctx::Context::background().with_cancel();
+    /// let token = ctx.to_cancellation_token();
+    /// assert!(!token.is_cancelled());
+    /// handle.cancel();
+    /// assert!(token.is_cancelled()); // already, when `cancel` returns
+    /// ```
+    pub fn to_cancellation_token(&self) -> CancellationToken {
+        let token = CancellationToken::new();
+        if self.is_done() {
+            // Here rather than through `after_func`, which would run it soon, on the timer thread.
+            token.cancel();
+            return token;
+        }
+        let cancel = token.clone();
+        // Dropping the registration neither stops nor detaches it; on a context that can never
+        // be done, `after_func` drops the closure at once.
+        drop(self.after_func(move || cancel.cancel()));
+        token
+    }
+
+    /// A child of this context that is also done when `token` is cancelled (its `err()` is then
+    /// [`Error::Canceled`](crate::Error::Canceled), its cause too). Otherwise it is an ordinary
+    /// [`with_cancel`](Context::with_cancel) child: done when this context is, or when the
+    /// returned handle cancels it. Cancelling the child does not cancel the token.
+    ///
+    /// tokio-util's token offers no callback, so the token is watched by **a task spawned on
+    /// the current tokio runtime**. That task ends as soon as the token is cancelled, or the
+    /// child is done, or the child and every context derived from it are dropped; it holds
+    /// nothing that keeps the child alive. If the token is cancelled already, or this context
+    /// is done, the child is born done and no task is spawned.
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime (there would be nothing to run the watcher on), with a
+    /// message that says so, even when no task would be needed: the call does not work only
+    /// by chance.
+    ///
+    /// ```
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let token = CancellationToken::new();
+    /// let (ctx, _handle) = ctx::Context::background().with_cancellation_token(&token);
+    /// assert!(!ctx.is_done());
+    /// token.cancel();
+    /// ctx.done().await;
+    /// assert_eq!(ctx.err(), Some(ctx::Error::Canceled));
+    /// # }
+    /// ```
+    pub fn with_cancellation_token(&self, token: &CancellationToken) -> (Context, CancelHandle) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            panic!(
+                "ctx::Context::with_cancellation_token must be called inside a tokio runtime: \
+                 the token is watched by a task spawned on the current runtime"
+            );
+        };
+        let (outer, cancel_outer) = self.with_cancel();
+        let stop = CancellationToken::new();
+        let (child, handle) =
+            outer.with_value(StopWatching { _stop: stop.clone().drop_guard() }).with_cancel();
+        if child.is_done() {
+            return (child, handle);
+        }
+        if token.is_cancelled() {
+            cancel_outer.cancel();
+            return (child, handle);
+        }
+        let on_done = {
+            let stop = stop.clone();
+            child.after_func(move || stop.cancel())
+        };
+        let token = token.clone();
+        runtime.spawn(async move {
+            if first_cancelled(&token, &stop).await {
+                cancel_outer.cancel();
+            }
+            on_done.stop();
+        });
+        (child, handle)
+    }
+}
+
+/// Waits until `token` or `stop` is cancelled; `true` if it was `token` (checked second, so a
+/// watcher told to stop does not cancel a child that is gone anyway).
+async fn first_cancelled(token: &CancellationToken, stop: &CancellationToken) -> bool {
+    let mut token_cancelled = pin!(token.cancelled());
+    let mut stop_cancelled = pin!(stop.cancelled());
+    poll_fn(|cx| {
+        if stop_cancelled.as_mut().poll(cx).is_ready() {
+            Poll::Ready(false)
+        } else if token_cancelled.as_mut().poll(cx).is_ready() {
+            Poll::Ready(true)
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
