@@ -196,7 +196,11 @@ fn with_timeout_header(uri: &str, timeout: &'static str) -> Request<Empty<Bytes>
     Request::get(uri).header("grpc-timeout", timeout).body(Empty::new()).unwrap()
 }
 
-async fn text(response: http::Response<hyper::body::Incoming>) -> String {
+async fn text<B>(response: http::Response<B>) -> String
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
     let bytes = within(response.into_body().collect()).await.expect("read the body").to_bytes();
     String::from_utf8(bytes.to_vec()).expect("utf-8")
 }
@@ -437,6 +441,27 @@ async fn the_client_deadline_travels_and_cancelling_the_client_cancels_the_serve
     cancel.cancel();
     let error = within(call).await.unwrap().unwrap_err();
     assert_eq!(error.downcast_ref::<ctx::Error>(), Some(&ctx::Error::Canceled));
+    within(server_ctx.done()).await;
+    assert!(is_response_dropped(&server_ctx), "cause: {:?}", server_ctx.cause());
+}
+
+#[tokio::test]
+async fn a_client_context_done_mid_body_ends_the_body_and_cancels_the_server() {
+    let (probe, mut observed) = probe();
+    let server = serve(app(ServerLayer::new(&Context::background()), probe)).await;
+    let mut client = layered_client(ClientLayer::new());
+    let (ctx, cancel) = Context::background().with_cancel();
+    let call = client.ready().await.unwrap().call(request_in(&server.uri("/stream"), &ctx));
+    let mut body = within(call).await.unwrap().into_body();
+    let server_ctx = observed.context().await;
+    let _chunks = within(observed.streams.recv()).await.unwrap(); // keeps the body open
+    let first = within(body.frame()).await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "first");
+
+    cancel.cancel();
+    let error = within(body.frame()).await.expect("a frame").unwrap_err();
+    assert_eq!(error.downcast_ref::<ctx::Error>(), Some(&ctx::Error::Canceled));
+    assert!(within(body.frame()).await.is_none(), "the body ended after the error");
     within(server_ctx.done()).await;
     assert!(is_response_dropped(&server_ctx), "cause: {:?}", server_ctx.cause());
 }

@@ -1,15 +1,20 @@
-//! What happens to the response body: step 3 of the request context's lifecycle (see the
-//! [module docs](super)). The body owns the request's [`RequestGuard`] once the handler has
-//! answered, and sees the body end (the request context is cancelled with `Canceled`) or be
-//! dropped before its end ([`ResponseDropped`](super::ResponseDropped)).
+//! What happens to response bodies.
+//!
+//! - On the server, step 3 of the request context's lifecycle (see the [module docs](super)):
+//!   [`ResponseBody`] owns the request's [`RequestGuard`] once the handler has answered, and sees
+//!   the body end (the request context is cancelled with `Canceled`) or be dropped before its
+//!   end ([`ResponseDropped`](super::ResponseDropped)).
+//! - On the client, [`ClientBody`] goes on racing the call's context while the body streams in.
 
+use std::fmt;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, ready};
 
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::RequestGuard;
+use super::{BoxError, RequestGuard};
+use crate::{Context, Done};
 
 pin_project! {
     /// The response body of [`ServerService`](super::ServerService): the handler's body `B`,
@@ -104,6 +109,128 @@ where
             BodyState::Inner { body, .. } => body.size_hint(),
             BodyState::Rejected { message } => {
                 SizeHint::with_exact(message.as_ref().map_or(0, |message| message.len() as u64))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The response body of [`ClientService`](super::ClientService): the transport's body `B`,
+    /// still raced against the request's context. When the context is done before the body
+    /// ends, the body is dropped at once (hyper then resets the stream or closes the
+    /// connection, so the server's request context is cancelled in turn) and the next frame is
+    /// the context's [`Error`](crate::Error), boxed; the body has ended after it.
+    ///
+    /// Its error type is tower's [`BoxError`]: the transport's error, or a `ctx::Error`.
+    pub struct ClientBody<B> {
+        #[pin]
+        state: ClientBodyState<B>,
+    }
+}
+
+pin_project! {
+    #[project = ClientBodyProj]
+    enum ClientBodyState<B> {
+        Raced { #[pin] body: B, ctx: Context, done: Done },
+        Unbound { #[pin] body: B },
+        Cancelled { error: Option<crate::Error> },
+    }
+}
+
+impl<B> ClientBody<B> {
+    /// `body`, raced against `ctx`.
+    pub(super) fn raced(body: B, ctx: Context) -> ClientBody<B> {
+        let done = ctx.done();
+        ClientBody { state: ClientBodyState::Raced { body, ctx, done } }
+    }
+
+    /// The body of a call whose request carried no context.
+    pub(super) fn unbound(body: B) -> ClientBody<B> {
+        ClientBody { state: ClientBodyState::Unbound { body } }
+    }
+}
+
+impl<B> Body for ClientBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
+        let mut state = self.project().state;
+        let error = match state.as_mut().project() {
+            ClientBodyProj::Raced { body, ctx, done } => {
+                // The body first, as the response future polls the call first.
+                if let Poll::Ready(frame) = body.poll_frame(cx) {
+                    return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+                }
+                if Pin::new(done).poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                ctx.err().expect("a context whose Done resolved is done")
+            }
+            ClientBodyProj::Unbound { body } => {
+                return body.poll_frame(cx).map(|frame| frame.map(|f| f.map_err(Into::into)));
+            }
+            ClientBodyProj::Cancelled { error } => {
+                return Poll::Ready(error.take().map(|error| Err(Box::new(error) as BoxError)));
+            }
+        };
+        // Drop the transport's body now: that is what resets the stream.
+        state.set(ClientBodyState::Cancelled { error: None });
+        Poll::Ready(Some(Err(Box::new(error))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.state {
+            ClientBodyState::Raced { body, .. } | ClientBodyState::Unbound { body } => {
+                body.is_end_stream()
+            }
+            ClientBodyState::Cancelled { error } => error.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.state {
+            ClientBodyState::Raced { body, .. } | ClientBodyState::Unbound { body } => {
+                body.size_hint()
+            }
+            ClientBodyState::Cancelled { .. } => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.state {
+            BodyState::Inner { body, guard } => f
+                .debug_struct("ResponseBody")
+                .field("body", body)
+                .field("ended", &guard.is_none())
+                .finish(),
+            BodyState::Rejected { message } => {
+                f.debug_struct("ResponseBody").field("rejected", message).finish()
+            }
+        }
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for ClientBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.state {
+            ClientBodyState::Raced { body, ctx, .. } => {
+                f.debug_struct("ClientBody").field("body", body).field("ctx", ctx).finish()
+            }
+            ClientBodyState::Unbound { body } => {
+                f.debug_struct("ClientBody").field("body", body).finish()
+            }
+            ClientBodyState::Cancelled { error } => {
+                f.debug_struct("ClientBody").field("cancelled", error).finish()
             }
         }
     }

@@ -11,7 +11,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::grpc_timeout;
-use super::{BoxError, ClientFuture};
+use super::{BoxError, ClientBody, ClientFuture};
 use crate::Context;
 
 /// Writes headers from an outgoing request's context.
@@ -30,7 +30,9 @@ type Injector = Arc<dyn Fn(&Context, &mut HeaderMap) + Send + Sync>;
 ///   id, a tenant, a trace parent).
 /// - The call is raced against the context: when the context is done first, the call is
 ///   dropped (hyper then resets the stream or closes the connection, so the server's request
-///   context is cancelled in turn) and fails with the context's `Error`.
+///   context is cancelled in turn) and fails with the context's `Error`. The response body
+///   ([`ClientBody`]) goes on racing it while it streams in: a context done mid-body drops the
+///   body and ends it with the context's `Error`.
 ///
 /// With hyper-util's `HttpConnector`, turn on `set_nodelay(true)` (tonic's channels have it on):
 /// otherwise the reset of an abandoned HTTP/2 call can wait for Nagle's algorithm, and the
@@ -47,13 +49,14 @@ type Injector = Arc<dyn Fn(&Context, &mut HeaderMap) + Send + Sync>;
 /// use std::time::Duration;
 /// use ctx::Context;
 /// use ctx::http::ClientLayer;
-/// use http::{Request, Response};
+/// use http::{HeaderValue, Request, Response};
+/// use http_body_util::BodyExt;
 /// use tower::{Service, ServiceBuilder, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// // A stand-in for a real client (hyper-util's, or a tonic channel): it echoes the header.
 /// let transport = tower::service_fn(|req: Request<()>| async move {
-///     let timeout = req.headers().get("grpc-timeout").cloned();
+///     let timeout = req.headers()["grpc-timeout"].to_str().unwrap().to_owned();
 ///     Ok::<_, Infallible>(Response::new(timeout))
 /// });
 /// let mut client = ServiceBuilder::new().layer(ClientLayer::new()).service(transport);
@@ -62,8 +65,9 @@ type Injector = Arc<dyn Fn(&Context, &mut HeaderMap) + Send + Sync>;
 /// let mut request = Request::new(());
 /// request.extensions_mut().insert(ctx.clone());
 /// let response = client.ready().await.unwrap().call(request).await.unwrap();
-/// let sent = ctx::http::grpc_timeout::parse(response.body().as_ref().unwrap()).unwrap();
-/// assert!(sent <= Duration::from_millis(300));
+/// let sent = response.into_body().collect().await.unwrap().to_bytes();
+/// let sent = ctx::http::grpc_timeout::parse(&HeaderValue::from_maybe_shared(sent).unwrap());
+/// assert!(sent.unwrap() <= Duration::from_millis(300));
 ///
 /// cancel.cancel();
 /// let mut request = Request::new(());
@@ -161,7 +165,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<ClientBody<ResBody>>;
     type Error = BoxError;
     type Future = ClientFuture<S::Future>;
 

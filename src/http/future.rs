@@ -10,7 +10,7 @@ use std::task::{Context as TaskContext, Poll, ready};
 use http::Response;
 use pin_project_lite::pin_project;
 
-use super::{BoxError, RequestGuard, ResponseBody};
+use super::{BoxError, ClientBody, RequestGuard, ResponseBody};
 use crate::{Context, Done};
 
 pin_project! {
@@ -78,7 +78,7 @@ where
 
 pin_project! {
     /// The response future of [`ClientService`](super::ClientService): the inner call, raced
-    /// against the request's context.
+    /// against the request's context, and then its body, as a [`ClientBody`].
     ///
     /// When the context is done first, the inner call is dropped (hyper then resets the stream
     /// or closes the connection, which cancels the server's request context in turn) and this
@@ -116,12 +116,12 @@ impl<F> ClientFuture<F> {
     }
 }
 
-impl<F, T, E> Future for ClientFuture<F>
+impl<F, B, E> Future for ClientFuture<F>
 where
-    F: Future<Output = Result<T, E>>,
+    F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<Response<ClientBody<B>>, BoxError>;
 
     /// # Panics
     /// A call that failed because of its context panics when polled again after it returned
@@ -134,14 +134,20 @@ where
                 // ready in the same poll as a cancel is returned, not thrown away. A context
                 // done before the call was made never gets here (`ClientService::call`).
                 if let Poll::Ready(output) = future.poll(cx) {
-                    return Poll::Ready(output.map_err(Into::into));
+                    let raced = |body| ClientBody::raced(body, ctx.clone());
+                    return Poll::Ready(
+                        output.map(|response| response.map(raced)).map_err(Into::into),
+                    );
                 }
                 if Pin::new(done).poll(cx).is_pending() {
                     return Poll::Pending;
                 }
                 ctx.err().expect("a context whose Done resolved is done")
             }
-            ClientStateProj::Unbound { future } => return future.poll(cx).map_err(Into::into),
+            ClientStateProj::Unbound { future } => {
+                let output = ready!(future.poll(cx));
+                return Poll::Ready(output.map(|r| r.map(ClientBody::unbound)).map_err(Into::into));
+            }
             ClientStateProj::Failed { error } => {
                 error.take().expect("ClientFuture polled after completion")
             }

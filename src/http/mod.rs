@@ -93,7 +93,7 @@ mod future;
 pub mod grpc_timeout;
 mod server;
 
-pub use body::ResponseBody;
+pub use body::{ClientBody, ResponseBody};
 pub use client::{ClientLayer, ClientService};
 pub use future::{ClientFuture, ResponseFuture};
 pub use server::{ServerLayer, ServerService};
