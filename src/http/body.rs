@@ -13,6 +13,7 @@ use std::task::{Context as TaskContext, Poll, ready};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use super::future::context_won;
 use super::{BoxError, RequestGuard};
 use crate::{Context, Done};
 
@@ -169,10 +170,7 @@ where
                 if let Poll::Ready(frame) = body.poll_frame(cx) {
                     return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
                 }
-                if Pin::new(done).poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                ctx.err().expect("a context whose Done resolved is done")
+                ready!(context_won(ctx, done, cx))
             }
             ClientBodyProj::Unbound { body } => {
                 return body.poll_frame(cx).map(|frame| frame.map(|f| f.map_err(Into::into)));

@@ -139,10 +139,7 @@ where
                         output.map(|response| response.map(raced)).map_err(Into::into),
                     );
                 }
-                if Pin::new(done).poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                ctx.err().expect("a context whose Done resolved is done")
+                ready!(context_won(ctx, done, cx))
             }
             ClientStateProj::Unbound { future } => {
                 let output = ready!(future.poll(cx));
@@ -157,6 +154,17 @@ where
         state.set(ClientState::Failed { error: None });
         Poll::Ready(Err(Box::new(error)))
     }
+}
+
+/// The second half of the client's race, polled after the call or its body was pending:
+/// `Ready` with the context's error once the context is done.
+pub(super) fn context_won(
+    ctx: &Context,
+    done: &mut Done,
+    cx: &mut TaskContext<'_>,
+) -> Poll<crate::Error> {
+    ready!(Pin::new(done).poll(cx));
+    Poll::Ready(ctx.err().expect("a context whose Done resolved is done"))
 }
 
 #[cfg(test)]
