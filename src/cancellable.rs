@@ -46,7 +46,10 @@ use crate::Error;
 ///   `select_biased!` is raced as a whole, and its handlers run in the function, rewritten like
 ///   the rest of it; `biased;`, preconditions, refutable patterns and `else` / `default` /
 ///   `complete` keep their meaning. A select with its own branch on `.done()` is left as
-///   written. `join!` and `try_join!` (tokio's and futures') are raced as a whole.
+///   written. `join!` and `try_join!` (tokio's and futures') are raced as a whole. The macros
+///   evaluate a join's arguments and a select's futures and preconditions before polling, and
+///   so does the rewrite, in the function: a `?` there (`join!(fetch(url?), ..)`) works as
+///   before.
 /// - **Blocking sleeps** (in a sync fn): `std::thread::sleep(d)`, also written `thread::sleep(d)`
 ///   or `sleep(d)`, waits on the context instead ([`Context::wait_timeout`](crate::Context::wait_timeout)),
 ///   so a cancel ends it at once.

@@ -141,15 +141,23 @@ impl InsertChecks {
         }
         match select::recognise(mac) {
             None => {}
-            Some(Invocation::Join) => {
-                let raced = self.race(attrs, quote!(async { #mac }));
-                *expr = raced;
+            Some(Invocation::Join(mut join)) => {
+                for arg in join.args_mut() {
+                    self.visit_expr_mut(arg);
+                }
+                let mut hoisted = join.hoist(mac, |future| self.race(&[], future));
+                if let Expr::Block(block) = &mut hoisted {
+                    block.attrs = std::mem::take(attrs);
+                } else if let Expr::Match(raced) = &mut hoisted {
+                    raced.attrs = std::mem::take(attrs);
+                }
+                *expr = hoisted;
                 self.points += 1;
             }
             Some(Invocation::Select(select)) if select.has_done_branch() => self.points += 1,
             Some(Invocation::Select(mut select)) => {
-                for handler in select.handlers_mut() {
-                    self.visit_expr_mut(handler);
+                for expr in select.exprs_mut() {
+                    self.visit_expr_mut(expr);
                 }
                 let (ctx, label) = (&self.ctx, &self.label);
                 let mut split = select.split(
