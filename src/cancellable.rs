@@ -123,7 +123,8 @@ use crate::Error;
 ///   their tokens are not Rust code until the macro expands, after this attribute ran;
 /// - `const` blocks;
 /// - **blocking calls it cannot see**: a sleep inside another function, a blocking read. Only a
-///   `sleep(d)` in the function's own body is interruptible (recognised by its name).
+///   `std::thread::sleep(d)` in the function's own body is interruptible (found by its name,
+///   then told apart by its type: your own function called `sleep` runs as written).
 ///
 /// A function whose only loops and awaits are inside a closure or an `async` block is a compile
 /// error rather than a function that never stops: that is the shape an attribute leaves when it
@@ -424,17 +425,35 @@ pub mod __private {
         type Output = T;
     }
 
-    /// `sleep(duration)` in a `#[cancellable]` sync fn, where `sleep` is `std::thread::sleep`
-    /// by any path: waits like it, but wakes as soon as `ctx` is done, and returns `true` then.
-    /// The expansion passes the function the user called, which keeps its import in use and
-    /// makes a callee that is not a `fn(Duration)` a type error rather than a silent change.
+    /// `sleep(duration)` in a `#[cancellable]` sync fn, where the callee is named `sleep`
+    /// (`std::thread::sleep`, `thread::sleep`, `sleep`): the expansion cannot resolve the name,
+    /// so this decides by the callee's type. For `std::thread::sleep` itself it waits like it,
+    /// but wakes as soon as `ctx` is done, and returns `true` then. Any other callee (your own
+    /// `sleep`, a test clock's) is called as written and `false` returned: it is a blocking call
+    /// the attribute cannot see into, never silently replaced. A callee that is not an
+    /// `FnOnce(Duration)` (such as tokio's `sleep`, which returns a future) is a type error.
     #[inline]
-    pub fn sleep(
+    pub fn sleep<F: FnOnce(std::time::Duration) + 'static>(
         ctx: &Context,
-        _sleep: fn(std::time::Duration),
+        sleep: F,
         duration: std::time::Duration,
     ) -> bool {
-        ctx.wait_timeout(duration)
+        if is_thread_sleep(&sleep) {
+            ctx.wait_timeout(duration)
+        } else {
+            sleep(duration);
+            false
+        }
+    }
+
+    /// Whether `callee` is `std::thread::sleep`. Every function item has a type of its own, so
+    /// their `TypeId`s compare exactly (unlike function addresses, which the linker may merge
+    /// or duplicate); the comparison is of constants, folded away after monomorphization.
+    fn is_thread_sleep<F: 'static>(_callee: &F) -> bool {
+        fn type_id<T: 'static>(_: &T) -> std::any::TypeId {
+            std::any::TypeId::of::<T>()
+        }
+        std::any::TypeId::of::<F>() == type_id(&std::thread::sleep)
     }
 
     /// The error of a context the expansion saw done.

@@ -16,8 +16,9 @@
 //! `std::thread::sleep(d)` (also written `thread::sleep(d)` or `sleep(d)`) becomes
 //! `if __private::sleep(&__ctx, sleep, d) { break '__cancel; }`: a `wait_timeout(d)` on the
 //! context, the same sleep ended early by cancellation.
-//! The visitor goes by the name, as it cannot resolve paths: a function of your own called
-//! `sleep` with one argument is treated the same (it must then take a `Duration`), unless marked.
+//! The visitor goes by the name, as it cannot resolve paths; `__private::sleep` then goes by the
+//! callee's type: a function of your own called `sleep` (a test clock's) is called as written,
+//! never replaced by a real wait (it must take a `Duration` and return `()`).
 //!
 //! `#[not_cancellable]` on an expression or `let` statement also stops the visitor: that code is
 //! left exactly as written (`markers.rs`).
