@@ -267,20 +267,30 @@ impl VisitMut for InsertChecks {
     fn visit_item_mut(&mut self, _: &mut Item) {}
 }
 
+/// Finds a loop or an await (outside nested items).
+struct FindPoints(bool);
+
+impl<'ast> Visit<'ast> for FindPoints {
+    fn visit_expr(&mut self, expr: &'ast Expr) {
+        match expr {
+            Expr::Loop(_) | Expr::ForLoop(_) | Expr::While(_) | Expr::Await(_) => self.0 = true,
+            _ => visit::visit_expr(self, expr),
+        }
+    }
+    fn visit_item(&mut self, _: &'ast Item) {}
+}
+
 /// Whether `expr` has a loop or an await of its own (outside nested items).
 fn has_points(expr: &Expr) -> bool {
-    struct Finder(bool);
-    impl<'ast> Visit<'ast> for Finder {
-        fn visit_expr(&mut self, expr: &'ast Expr) {
-            match expr {
-                Expr::Loop(_) | Expr::ForLoop(_) | Expr::While(_) | Expr::Await(_) => self.0 = true,
-                _ => visit::visit_expr(self, expr),
-            }
-        }
-        fn visit_item(&mut self, _: &'ast Item) {}
-    }
-    let mut finder = Finder(false);
+    let mut finder = FindPoints(false);
     finder.visit_expr(expr);
+    finder.0
+}
+
+/// Whether `stmt` has a loop or an await (outside nested items).
+pub(crate) fn stmt_has_points(stmt: &Stmt) -> bool {
+    let mut finder = FindPoints(false);
+    finder.visit_stmt(stmt);
     finder.0
 }
 
