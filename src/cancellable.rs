@@ -376,6 +376,9 @@ where
 /// depends on `ctx` alone, never on `ctx-core`.
 #[doc(hidden)]
 pub mod __private {
+    use std::any::{Any, TypeId};
+    use std::time::Duration;
+
     pub use crate::{Context, Error, FromCancel};
 
     /// The function's own handle on its context, taken once at entry: the body stays free to
@@ -428,32 +431,41 @@ pub mod __private {
     /// `sleep(duration)` in a `#[cancellable]` sync fn, where the callee is named `sleep`
     /// (`std::thread::sleep`, `thread::sleep`, `sleep`): the expansion cannot resolve the name,
     /// so this decides by the callee's type. For `std::thread::sleep` itself it waits like it,
-    /// but wakes as soon as `ctx` is done, and returns `true` then. Any other callee (your own
-    /// `sleep`, a test clock's) is called as written and `false` returned: it is a blocking call
-    /// the attribute cannot see into, never silently replaced. A callee that is not an
-    /// `FnOnce(Duration)` (such as tokio's `sleep`, which returns a future) is a type error.
+    /// but wakes as soon as `ctx` is done, and returns `None` then (`Some(())` after the full
+    /// sleep). Any other callee (your own `sleep`, a test clock's, tokio's `sleep` that makes a
+    /// future) is called as written and its result returned in `Some`: it is a call the
+    /// attribute cannot see into, never silently replaced. Its argument and result must be
+    /// `'static` types (`Duration`, tokio's `Sleep`), which is how `TypeId` tells them apart.
     #[inline]
-    pub fn sleep<F: FnOnce(std::time::Duration) + 'static>(
-        ctx: &Context,
-        sleep: F,
-        duration: std::time::Duration,
-    ) -> bool {
-        if is_thread_sleep(&sleep) {
-            ctx.wait_timeout(duration)
-        } else {
-            sleep(duration);
-            false
+    pub fn sleep<F, A, R>(ctx: &Context, callee: F, argument: A) -> Option<R>
+    where
+        F: FnOnce(A) -> R + 'static,
+        A: 'static,
+        R: 'static,
+    {
+        if is_thread_sleep(&callee) {
+            // `F` is `std::thread::sleep`, so `A` is `Duration` and `R` is `()`: both downcasts
+            // succeed (they are how the compiler is told so).
+            let mut slept = Some(());
+            let argument: &dyn Any = &argument;
+            let slept: &mut dyn Any = &mut slept;
+            if let (Some(&duration), Some(slept)) =
+                (argument.downcast_ref::<Duration>(), slept.downcast_mut::<Option<R>>())
+            {
+                return if ctx.wait_timeout(duration) { None } else { slept.take() };
+            }
         }
+        Some(callee(argument))
     }
 
     /// Whether `callee` is `std::thread::sleep`. Every function item has a type of its own, so
     /// their `TypeId`s compare exactly (unlike function addresses, which the linker may merge
     /// or duplicate); the comparison is of constants, folded away after monomorphization.
     fn is_thread_sleep<F: 'static>(_callee: &F) -> bool {
-        fn type_id<T: 'static>(_: &T) -> std::any::TypeId {
-            std::any::TypeId::of::<T>()
+        fn type_id<T: 'static>(_: &T) -> TypeId {
+            TypeId::of::<T>()
         }
-        std::any::TypeId::of::<F>() == type_id(&std::thread::sleep)
+        TypeId::of::<F>() == type_id(&std::thread::sleep)
     }
 
     /// The error of a context the expansion saw done.

@@ -115,6 +115,34 @@ fn a_sleep_of_your_own_runs_as_written() {
 
 const SECOND: Duration = Duration::from_secs(1);
 
+/// tokio's `sleep`, imported by its name into a sync fn that blocks on the future it makes: it is
+/// called as written (only `std::thread::sleep` becomes an interruptible wait).
+#[cancellable]
+fn block_on_naps(ctx: &Context, runtime: &tokio::runtime::Runtime, naps: u32) -> Option<u32> {
+    use tokio::time::sleep;
+    let _in_the_runtime = runtime.enter(); // where tokio's `sleep` may be called
+    let mut napped = 0;
+    for _ in 0..naps {
+        runtime.block_on(sleep(Duration::from_millis(1)));
+        napped += 1;
+    }
+    Some(napped)
+}
+
+#[test]
+fn tokio_sleep_in_a_sync_fn_is_called_as_written() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    assert_eq!(block_on_naps(&Context::background(), &runtime, 3), Some(3));
+    assert_eq!(block_on_naps(&done(), &runtime, 3), None);
+
+    let (ctx, cancel) = live();
+    let canceller = cancel_after(cancel, Duration::from_millis(20));
+    let started = Instant::now();
+    assert_eq!(block_on_naps(&ctx, &runtime, 100_000), None);
+    assert!(started.elapsed() < PROMPTLY, "stopped after {:?}", started.elapsed());
+    canceller.join().unwrap();
+}
+
 #[test]
 fn a_blocking_sleep_ends_normally() {
     let ctx = Context::background();

@@ -14,11 +14,11 @@
 //!
 //! In sync code (a sync fn's body, or the closure a wrapper put it in), a call to
 //! `std::thread::sleep(d)` (also written `thread::sleep(d)` or `sleep(d)`) becomes
-//! `if __private::sleep(&__ctx, sleep, d) { break '__cancel; }`: a `wait_timeout(d)` on the
-//! context, the same sleep ended early by cancellation.
+//! `match __private::sleep(&__ctx, sleep, d) { Some(v) => v, None => break '__cancel }`: a
+//! `wait_timeout(d)` on the context, the same sleep ended early by cancellation.
 //! The visitor goes by the name, as it cannot resolve paths; `__private::sleep` then goes by the
-//! callee's type: a function of your own called `sleep` (a test clock's) is called as written,
-//! never replaced by a real wait (it must take a `Duration` and return `()`).
+//! callee's type: any other function called `sleep` (your own, a test clock's, tokio's) is
+//! called as written and its result kept, never replaced by a real wait.
 //!
 //! `#[not_cancellable]` on an expression or `let` statement also stops the visitor: that code is
 //! left exactly as written (`markers.rs`).
@@ -175,8 +175,8 @@ impl InsertChecks {
         }
     }
 
-    /// `std::thread::sleep(d)` in sync code becomes `if __private::sleep(&__ctx, sleep, d) {
-    /// break '__cancel; }`, a `wait_timeout(d)` on the context.
+    /// `sleep(d)` in sync code becomes `match __private::sleep(&__ctx, sleep, d) { Some(v) => v,
+    /// None => break '__cancel }`: for `std::thread::sleep`, a `wait_timeout(d)` on the context.
     fn interrupt_sleep(&mut self, expr: &mut Expr) {
         let Expr::Call(call) = expr else { return };
         if !self.blocking_sleeps || call.args.len() != 1 || !is_sleep(&call.func) {
@@ -186,8 +186,9 @@ impl InsertChecks {
         let (attrs, sleep, duration) = (&call.attrs, &call.func, &call.args[0]);
         *expr = syn::parse_quote_spanned! {Span::mixed_site()=>
             #(#attrs)*
-            if #krate::__private::sleep(&#ctx, #sleep, #duration) {
-                break #label;
+            match #krate::__private::sleep(&#ctx, #sleep, #duration) {
+                ::core::option::Option::Some(__value) => __value,
+                ::core::option::Option::None => break #label,
             }
         };
         self.points += 1;
