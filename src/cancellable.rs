@@ -186,6 +186,9 @@ use crate::Error;
 /// `Self::Future` from an `async` block (bare, in `Box::pin`, or with `.boxed()`). The context is
 /// cloned before the block, so the future does not borrow the parameter (an `impl Future`
 /// without `+ '_` in edition 2021, a `'static` box), and `on_cancel` is the future's output.
+/// The statements before the `async` block run when the function is called, outside the
+/// future: a loop there would never be checked, so it is a compile error unless marked
+/// `#[not_cancellable]`.
 ///
 /// ```
 /// use ctx::{Context, cancellable};

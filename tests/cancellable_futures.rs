@@ -197,3 +197,40 @@ async fn a_self_future_return() {
     assert_eq!(future.await, Err(Error::Canceled));
     assert!(started.elapsed() < PROMPTLY);
 }
+
+// The statements before the returned future run when the function is called, outside the
+// future that is rewritten: a loop there is a compile error unless marked
+// (`tests/ui/loop_before_the_returned_future.rs`).
+
+#[cancellable]
+fn summed_then_slept(
+    ctx: &Context,
+    parts: Vec<u32>,
+    wait: Duration,
+) -> impl Future<Output = Option<u32>> {
+    let mut sum = 0;
+    #[not_cancellable]
+    for part in parts {
+        sum += part;
+    }
+    async move {
+        sleep(wait).await;
+        Some(sum)
+    }
+}
+
+#[tokio::test]
+async fn a_marked_loop_before_the_returned_future() {
+    let short = Duration::from_millis(1);
+    assert_eq!(summed_then_slept(&Context::background(), vec![1, 2, 3], short).await, Some(6));
+    assert_eq!(summed_then_slept(&done(), vec![1, 2, 3], short).await, None);
+    let (ctx, cancel) = live();
+    let stopper = tokio::spawn(async move {
+        sleep(Duration::from_millis(20)).await;
+        cancel.cancel();
+    });
+    let started = Instant::now();
+    assert_eq!(summed_then_slept(&ctx, vec![1, 2, 3], FOREVER).await, None);
+    assert!(started.elapsed() < PROMPTLY, "stopped after {:?}", started.elapsed());
+    stopper.await.unwrap();
+}

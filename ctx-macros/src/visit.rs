@@ -268,31 +268,39 @@ impl VisitMut for InsertChecks {
     fn visit_item_mut(&mut self, _: &mut Item) {}
 }
 
-/// Finds a loop or an await (outside nested items).
-struct FindPoints(bool);
+/// Finds a loop or an await, outside nested items; with `own_body_only`, also outside the
+/// closures, `async` and `const` blocks the visitor does not enter.
+struct FindPoints {
+    own_body_only: bool,
+    found: Option<Span>,
+}
 
 impl<'ast> Visit<'ast> for FindPoints {
     fn visit_expr(&mut self, expr: &'ast Expr) {
         match expr {
-            Expr::Loop(_) | Expr::ForLoop(_) | Expr::While(_) | Expr::Await(_) => self.0 = true,
+            _ if self.found.is_some() => {}
+            Expr::Loop(_) | Expr::ForLoop(_) | Expr::While(_) | Expr::Await(_) => {
+                self.found = Some(expr.span());
+            }
+            Expr::Closure(_) | Expr::Async(_) | Expr::Const(_) if self.own_body_only => {}
             _ => visit::visit_expr(self, expr),
         }
     }
     fn visit_item(&mut self, _: &'ast Item) {}
 }
 
-/// Whether `expr` has a loop or an await of its own (outside nested items).
+/// Whether `expr` has a loop or an await, in its own body or a closure or block inside it.
 fn has_points(expr: &Expr) -> bool {
-    let mut finder = FindPoints(false);
+    let mut finder = FindPoints { own_body_only: false, found: None };
     finder.visit_expr(expr);
-    finder.0
+    finder.found.is_some()
 }
 
-/// Whether `stmt` has a loop or an await (outside nested items).
-pub(crate) fn stmt_has_points(stmt: &Stmt) -> bool {
-    let mut finder = FindPoints(false);
+/// The first loop or await of `stmt`'s own code (not in a closure or `async` block).
+pub(crate) fn first_point(stmt: &Stmt) -> Option<Span> {
+    let mut finder = FindPoints { own_body_only: true, found: None };
     finder.visit_stmt(stmt);
-    finder.0
+    finder.found
 }
 
 /// `std::thread::sleep`, `::std::thread::sleep`, `thread::sleep` or `sleep`.

@@ -27,7 +27,7 @@
 use quote::ToTokens as _;
 use syn::{Block, Expr, ExprAsync, ExprCall, ItemFn, Local, Pat, Stmt};
 
-use crate::visit::stmt_has_points;
+use crate::visit::first_point;
 
 /// Which wrapper holds the body.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub(crate) fn locate(func: &mut ItemFn) -> Option<(Wrapper, &mut Block)> {
         Wrapper::Tokio => after.iter().any(|stmt| mentions(stmt, "block_on")),
         _ => before.iter().any(|stmt| binds(stmt, "__tracing_attr_span")),
     };
-    if !made_by_the_wrapper || outside().any(stmt_has_points) {
+    if !made_by_the_wrapper || outside().any(|stmt| first_point(stmt).is_some()) {
         return None;
     }
     let body = match wrapper {
