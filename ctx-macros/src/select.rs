@@ -51,6 +51,8 @@ use syn::parse::{ParseStream, Parser as _};
 use syn::visit::Visit;
 use syn::{Expr, Macro, Pat, PatIdent, Token};
 
+use crate::visit::without_parens;
+
 /// What kind of invocation the visitor has found.
 pub(crate) enum Invocation {
     Select(Select),
@@ -105,11 +107,12 @@ impl Join {
         };
         let names: Vec<Ident> =
             (0..args.len()).map(|index| format_ident!("__j{}", index, span = span)).collect();
+        let unparenthesized = args.iter().map(without_parens);
         let (path, bang) = (&mac.path, &mac.bang_token);
         let raced = race(quote_spanned!(span=> async { #path #bang(#biased #(#names),*) }));
         syn::parse_quote_spanned! {span=>
             {
-                #(let #names = #args;)*
+                #(let #names = #unparenthesized;)*
                 #raced
             }
         }
@@ -237,11 +240,13 @@ impl Select {
                         // A block, not a path: `futures::select!` pins it in place (a path
                         // would have to be `Unpin`).
                         let name = format_ident!("__f{}", index, span = span);
+                        let future = without_parens(&future);
                         futures.push(quote_spanned!(span=> let #name = #future;));
                         quote_spanned!(span=> { #name })
                     };
                     let precondition = precondition.map(|cond| {
                         let name = format_ident!("__c{}", index, span = span);
+                        let cond = without_parens(&cond);
                         preconditions.push(quote_spanned!(span=> let #name: bool = #cond;));
                         name
                     });

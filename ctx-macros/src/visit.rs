@@ -125,10 +125,7 @@ impl InsertChecks {
         let Expr::Await(ExprAwait { attrs, base, .. }) = expr else {
             return;
         };
-        let mut future = &**base;
-        while let Expr::Paren(inner) = future {
-            future = &inner.expr;
-        }
+        let future = without_parens(base);
         *expr = self.race(attrs, quote!(#future));
     }
 
@@ -311,6 +308,16 @@ fn is_sleep(func: &Expr) -> bool {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     path.qself.is_none()
         && matches!(names.as_slice(), ["sleep"] | ["thread", "sleep"] | ["std", "thread", "sleep"])
+}
+
+/// `expr` without the parentheses around it, for an expression the rewrite moves into a call
+/// argument or a `let`, where rustc would call them unused (`unused_parens`) and suggest a fix
+/// that may change the meaning (`(&mut fut).await` is not `&mut fut.await`).
+pub(crate) fn without_parens(mut expr: &Expr) -> &Expr {
+    while let Expr::Paren(inner) = expr {
+        expr = &inner.expr;
+    }
+    expr
 }
 
 /// Tokens for the hygienic local and label, shared by `expand.rs` and the visitor.
