@@ -287,7 +287,7 @@ async fn fetch(n: u32, wait: Duration) -> u32 {
 
 #[cancellable]
 async fn sum_of(ctx: &Context, a: &str, b: &str, wait: Duration) -> Result<u32, Failure> {
-    let (x, y) = tokio::join!(fetch(number(a)?, wait), fetch(number(b)?, Duration::ZERO));
+    let (x, y) = tokio::join!(biased; fetch(number(a)?, wait), fetch(number(b)?, Duration::ZERO));
     let z = tokio::select! {
         z = fetch(number(a)? + number(b)?, wait), if number(b)? > 0 => z,
         else => 0,
