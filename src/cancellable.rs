@@ -126,7 +126,8 @@ use crate::Error;
 ///   `std::thread::sleep(d)` in the function's own body is interruptible (found by its name,
 ///   then told apart by its type: your own function called `sleep` runs as written).
 ///
-/// A function whose only loops and awaits are inside a closure or an `async` block is a compile
+/// A function whose only loops and awaits (a `select!` or `join!` counts) are inside a closure
+/// or an `async` block is a compile
 /// error rather than a function that never stops: that is the shape an attribute leaves when it
 /// expanded first and wrapped the body. `#[tokio::main]`, `#[tokio::test]` and
 /// `#[tracing::instrument]` are recognised, and work above or below `#[cancellable]` alike.

@@ -265,8 +265,9 @@ impl VisitMut for InsertChecks {
     fn visit_item_mut(&mut self, _: &mut Item) {}
 }
 
-/// Finds a loop or an await, outside nested items; with `own_body_only`, also outside the
-/// closures, `async` and `const` blocks the visitor does not enter.
+/// Finds a loop, an await or a `select!` / `join!` (which await), outside nested items; with
+/// `own_body_only`, also outside the closures, `async` and `const` blocks the visitor does not
+/// enter.
 struct FindPoints {
     own_body_only: bool,
     found: Option<Span>,
@@ -281,6 +282,11 @@ impl<'ast> Visit<'ast> for FindPoints {
             }
             Expr::Closure(_) | Expr::Async(_) | Expr::Const(_) if self.own_body_only => {}
             _ => visit::visit_expr(self, expr),
+        }
+    }
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        if self.found.is_none() && select::recognise(mac).is_some() {
+            self.found = Some(mac.path.span());
         }
     }
     fn visit_item(&mut self, _: &'ast Item) {}
