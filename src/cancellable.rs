@@ -45,7 +45,7 @@ use crate::Error;
 /// - **`select!` and `join!`** (in an `async fn`): a `tokio::select!`, `futures::select!` or
 ///   `select_biased!` is raced as a whole, and its handlers run in the function, rewritten like
 ///   the rest of it; `biased;`, preconditions, refutable patterns and `else` / `default` /
-///   `complete` keep their meaning. A select with its own branch on `.done()` is left as
+///   `complete` keep their meaning. A select with its own branch on `.done()` (or `.done().fuse()`) is left as
 ///   written. `join!` and `try_join!` (tokio's and futures') are raced as a whole. The macros
 ///   evaluate a join's arguments and a select's futures and preconditions before polling, and
 ///   so does the rewrite, in the function: a `?` there (`join!(fetch(url?), ..)`) works as

@@ -213,6 +213,37 @@ async fn a_go_style_done_branch_is_kept_and_on_cancel_may_await() {
     assert_eq!(flushed.load(Ordering::SeqCst), 1);
 }
 
+/// `futures::select!` needs fused futures, so its Go-style branch is `ctx.done().fuse()`: left
+/// as written too, so that its own arm runs even when the context is already done when the
+/// select starts (a raced select would leave through `on_cancel` without polling it).
+#[cancellable(on_cancel = "on_cancel")]
+async fn go_style_fused(
+    ctx: &Context,
+    cancel_first: Option<&ctx::CancelHandle>,
+    wait: Duration,
+) -> &'static str {
+    if let Some(cancel) = cancel_first {
+        cancel.cancel();
+    }
+    futures::select! {
+        _ = ctx.done().fuse() => "its own arm",
+        _ = Box::pin(sleep(wait)).fuse() => "slept",
+    }
+}
+
+#[tokio::test]
+async fn a_fused_go_style_done_branch_is_kept() {
+    let short = Duration::from_millis(1);
+    assert_eq!(go_style_fused(&Context::background(), None, short).await, "slept");
+    assert_eq!(go_style_fused(&done(), None, short).await, "on_cancel");
+    let (ctx, cancel) = live();
+    assert_eq!(go_style_fused(&ctx, Some(&cancel), FOREVER).await, "its own arm");
+    let (result, took) =
+        cancelled_mid_way(|ctx| async move { go_style_fused(&ctx, None, FOREVER).await }).await;
+    assert_eq!(result, "its own arm");
+    assert!(took < PROMPTLY, "stopped after {took:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // `join!` and `try_join!`, tokio's and futures'.
 

@@ -41,9 +41,9 @@
 //!   `complete` (futures) running exactly when they would. Its futures are dropped before a
 //!   handler runs, as the macros do themselves.
 //!
-//! A select that already has a branch on `.done()` (Go's `case <-ctx.Done():`) is left as
-//! written, so it keeps its own shutdown branch. Any other macro invocation, and a select whose
-//! tokens do not parse as a select, are left untouched.
+//! A select that already has a branch on `.done()` (Go's `case <-ctx.Done():`; `.done().fuse()`
+//! in a `futures::select!`) is left as written, so it keeps its own shutdown branch. Any other
+//! macro invocation, and a select whose tokens do not parse as a select, are left untouched.
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -195,11 +195,23 @@ impl Select {
 
     /// Whether a branch already waits on a context's `.done()`: Go-style code with its own
     /// shutdown branch, left as written.
+    /// `ctx.done().fuse()` (how `futures::select!`, which needs a fused future, is written) and
+    /// `&mut ctx.done()` count too.
     pub(crate) fn has_done_branch(&self) -> bool {
-        self.branches.iter().any(|branch| {
-            matches!(branch, Branch::Future { future: Expr::MethodCall(call), .. }
-                if call.method == "done" && call.args.is_empty())
-        })
+        fn is_done(future: &Expr) -> bool {
+            match future {
+                Expr::MethodCall(call) if call.args.is_empty() && call.method == "fuse" => {
+                    is_done(&call.receiver)
+                }
+                Expr::MethodCall(call) => call.args.is_empty() && call.method == "done",
+                Expr::Reference(reference) => is_done(&reference.expr),
+                Expr::Paren(inner) => is_done(&inner.expr),
+                _ => false,
+            }
+        }
+        self.branches
+            .iter()
+            .any(|branch| matches!(branch, Branch::Future { future, .. } if is_done(future)))
     }
 
     /// The preconditions, futures and handlers, for the visitor to rewrite before `split` moves
