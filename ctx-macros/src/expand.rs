@@ -463,17 +463,20 @@ fn replace_self(tokens: TokenStream) -> TokenStream {
     rename(tokens, "self", &|span| Ident::new("__self", span))
 }
 
-/// Every identifier `from` in `tokens` that is not part of a path (`from::x`, `x::from`)
-/// becomes `to(its span)`.
+/// Every identifier `from` in `tokens` that is not part of a path (`from::x`, `x::from`) or a
+/// field or method name (`x.from`, a field of another value) becomes `to(its span)`.
 fn rename(tokens: TokenStream, from: &str, to: &dyn Fn(Span) -> Ident) -> TokenStream {
     let tokens: Vec<TokenTree> = tokens.into_iter().collect();
-    let is_colon = |token: Option<&TokenTree>| matches!(token, Some(TokenTree::Punct(punct)) if punct.as_char() == ':');
+    let is = |token: Option<&TokenTree>, chars: &[char]| matches!(token, Some(TokenTree::Punct(punct)) if chars.contains(&punct.as_char()));
     (0..tokens.len())
         .map(|at| match &tokens[at] {
             TokenTree::Ident(ident)
                 if ident == from
-                    && !is_colon(at.checked_sub(1).and_then(|before| tokens.get(before)))
-                    && !is_colon(tokens.get(at + 1)) =>
+                    && !is(
+                        at.checked_sub(1).and_then(|before| tokens.get(before)),
+                        &[':', '.'],
+                    )
+                    && !is(tokens.get(at + 1), &[':']) =>
             {
                 TokenTree::Ident(to(ident.span()))
             }
