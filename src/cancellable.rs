@@ -45,11 +45,11 @@ use crate::Error;
 /// - **`select!` and `join!`** (in an `async fn`): a `tokio::select!`, `futures::select!` or
 ///   `select_biased!` is raced as a whole, and its handlers run in the function, rewritten like
 ///   the rest of it; `biased;`, preconditions, refutable patterns and `else` / `default` /
-///   `complete` keep their meaning. A select with its own branch on `.done()` (or `.done().fuse()`) is left as
-///   written. `join!` and `try_join!` (tokio's and futures') are raced as a whole. The macros
-///   evaluate a join's arguments and a select's futures and preconditions before polling, and
-///   so does the rewrite, in the function: a `?` there (`join!(fetch(url?), ..)`) works as
-///   before.
+///   `complete` keep their meaning. A select with its own branch on `.done()` (or
+///   `.done().fuse()`) is left as written. `join!` and `try_join!` (tokio's and futures') are
+///   raced as a whole. The macros evaluate a join's arguments and a select's futures and
+///   preconditions before polling, and so does the rewrite, in the function: a `?` there
+///   (`join!(fetch(url?), ..)`) works as before.
 /// - **Blocking sleeps** (in a sync fn): `std::thread::sleep(d)`, also written `thread::sleep(d)`
 ///   or `sleep(d)`, waits on the context instead ([`Context::wait_timeout`](crate::Context::wait_timeout)),
 ///   so a cancel ends it at once.
@@ -127,9 +127,8 @@ use crate::Error;
 ///   then told apart by its type: your own function called `sleep` runs as written).
 ///
 /// A function whose only loops and awaits (a `select!` or `join!` counts) are inside a closure
-/// or an `async` block is a compile
-/// error rather than a function that never stops: that is the shape an attribute leaves when it
-/// expanded first and wrapped the body. `#[tokio::main]`, `#[tokio::test]` and
+/// or an `async` block is a compile error rather than a function that never stops: that is the
+/// shape an attribute leaves when it expanded first and wrapped the body. `#[tokio::main]`, `#[tokio::test]` and
 /// `#[tracing::instrument]` are recognised, and work above or below `#[cancellable]` alike.
 ///
 /// After a Go-style `_ = ctx.done() => break` branch, the rest of the function is still
