@@ -463,7 +463,7 @@ pub mod __private {
 
     /// Whether `callee` is `std::thread::sleep`. Every function item has a type of its own, so
     /// their `TypeId`s compare exactly (unlike function addresses, which the linker may merge
-    /// or duplicate); the comparison is of constants, folded away after monomorphization.
+    /// or duplicate).
     fn is_thread_sleep<F: 'static>(_callee: &F) -> bool {
         fn type_id<T: 'static>(_: &T) -> TypeId {
             TypeId::of::<T>()
