@@ -1,4 +1,4 @@
-//! Churn under a parent of a given size (benchmark 9 of BENCHMARKS.md): one child created and
+//! Churn under a parent of a given size (benchmark 10 of BENCHMARKS.md): one child created and
 //! cancelled and dropped, or created and dropped, while the parent already has 0, 1,000 or
 //! 100,000 live children. This is the cost the parent's dependents slab adds to every
 //! short-lived request context of a busy server root, so it shows that a slab which gives its

@@ -45,8 +45,11 @@ use crate::Error;
 /// - **`select!` and `join!`** (in an `async fn`): a `tokio::select!`, `futures::select!` or
 ///   `select_biased!` is raced as a whole, and its handlers run in the function, rewritten like
 ///   the rest of it; `biased;`, preconditions, refutable patterns and `else` / `default` /
-///   `complete` keep their meaning. A select with its own branch on `.done()` is left as
-///   written. `join!` and `try_join!` (tokio's and futures') are raced as a whole.
+///   `complete` keep their meaning. A select with its own branch on `.done()` (or
+///   `.done().fuse()`) is left as written. `join!` and `try_join!` (tokio's and futures') are
+///   raced as a whole. The macros evaluate a join's arguments and a select's futures and
+///   preconditions before polling, and so does the rewrite, in the function: a `?` there
+///   (`join!(fetch(url?), ..)`) works as before.
 /// - **Blocking sleeps** (in a sync fn): `std::thread::sleep(d)`, also written `thread::sleep(d)`
 ///   or `sleep(d)`, waits on the context instead ([`Context::wait_timeout`](crate::Context::wait_timeout)),
 ///   so a cancel ends it at once.
@@ -120,11 +123,12 @@ use crate::Error;
 ///   their tokens are not Rust code until the macro expands, after this attribute ran;
 /// - `const` blocks;
 /// - **blocking calls it cannot see**: a sleep inside another function, a blocking read. Only a
-///   `sleep(d)` in the function's own body is interruptible (recognised by its name).
+///   `std::thread::sleep(d)` in the function's own body is interruptible (found by its name,
+///   then told apart by its type: your own function called `sleep` runs as written).
 ///
-/// A function whose only loops and awaits are inside a closure or an `async` block is a compile
-/// error rather than a function that never stops: that is the shape an attribute leaves when it
-/// expanded first and wrapped the body. `#[tokio::main]`, `#[tokio::test]` and
+/// A function whose only loops and awaits (a `select!` or `join!` counts) are inside a closure
+/// or an `async` block is a compile error rather than a function that never stops: that is the
+/// shape an attribute leaves when it expanded first and wrapped the body. `#[tokio::main]`, `#[tokio::test]` and
 /// `#[tracing::instrument]` are recognised, and work above or below `#[cancellable]` alike.
 ///
 /// After a Go-style `_ = ctx.done() => break` branch, the rest of the function is still
@@ -182,6 +186,9 @@ use crate::Error;
 /// `Self::Future` from an `async` block (bare, in `Box::pin`, or with `.boxed()`). The context is
 /// cloned before the block, so the future does not borrow the parameter (an `impl Future`
 /// without `+ '_` in edition 2021, a `'static` box), and `on_cancel` is the future's output.
+/// The statements before the `async` block run when the function is called, outside the
+/// future: a loop there would never be checked, so it is a compile error unless marked
+/// `#[not_cancellable]`.
 ///
 /// ```
 /// use ctx::{Context, cancellable};
@@ -372,6 +379,9 @@ where
 /// depends on `ctx` alone, never on `ctx-core`.
 #[doc(hidden)]
 pub mod __private {
+    use std::any::{Any, TypeId};
+    use std::time::Duration;
+
     pub use crate::{Context, Error, FromCancel};
 
     /// The function's own handle on its context, taken once at entry: the body stays free to
@@ -421,17 +431,44 @@ pub mod __private {
         type Output = T;
     }
 
-    /// `sleep(duration)` in a `#[cancellable]` sync fn, where `sleep` is `std::thread::sleep`
-    /// by any path: waits like it, but wakes as soon as `ctx` is done, and returns `true` then.
-    /// The expansion passes the function the user called, which keeps its import in use and
-    /// makes a callee that is not a `fn(Duration)` a type error rather than a silent change.
+    /// `sleep(duration)` in a `#[cancellable]` sync fn, where the callee is named `sleep`
+    /// (`std::thread::sleep`, `thread::sleep`, `sleep`): the expansion cannot resolve the name,
+    /// so this decides by the callee's type. For `std::thread::sleep` itself it waits like it,
+    /// but wakes as soon as `ctx` is done, and returns `None` then (`Some(())` after the full
+    /// sleep). Any other callee (your own `sleep`, a test clock's, tokio's `sleep` that makes a
+    /// future) is called as written and its result returned in `Some`: it is a call the
+    /// attribute cannot see into, never silently replaced. Its argument and result must be
+    /// `'static` types (`Duration`, tokio's `Sleep`), which is how `TypeId` tells them apart.
     #[inline]
-    pub fn sleep(
-        ctx: &Context,
-        _sleep: fn(std::time::Duration),
-        duration: std::time::Duration,
-    ) -> bool {
-        ctx.wait_timeout(duration)
+    pub fn sleep<F, A, R>(ctx: &Context, callee: F, argument: A) -> Option<R>
+    where
+        F: FnOnce(A) -> R + 'static,
+        A: 'static,
+        R: 'static,
+    {
+        if is_thread_sleep(&callee) {
+            // `F` is `std::thread::sleep`, so `A` is `Duration` and `R` is `()`: both downcasts
+            // succeed (they are how the compiler is told so).
+            let mut slept = Some(());
+            let argument: &dyn Any = &argument;
+            let slept: &mut dyn Any = &mut slept;
+            if let (Some(&duration), Some(slept)) =
+                (argument.downcast_ref::<Duration>(), slept.downcast_mut::<Option<R>>())
+            {
+                return if ctx.wait_timeout(duration) { None } else { slept.take() };
+            }
+        }
+        Some(callee(argument))
+    }
+
+    /// Whether `callee` is `std::thread::sleep`. Every function item has a type of its own, so
+    /// their `TypeId`s compare exactly (unlike function addresses, which the linker may merge
+    /// or duplicate).
+    fn is_thread_sleep<F: 'static>(_callee: &F) -> bool {
+        fn type_id<T: 'static>(_: &T) -> TypeId {
+            TypeId::of::<T>()
+        }
+        TypeId::of::<F>() == type_id(&std::thread::sleep)
     }
 
     /// The error of a context the expansion saw done.

@@ -197,3 +197,68 @@ async fn a_self_future_return() {
     assert_eq!(future.await, Err(Error::Canceled));
     assert!(started.elapsed() < PROMPTLY);
 }
+
+// The statements before the returned future run when the function is called, outside the
+// future that is rewritten: a loop there is a compile error unless marked
+// (`tests/ui/loop_before_the_returned_future.rs`).
+
+#[cancellable]
+fn summed_then_slept(
+    ctx: &Context,
+    parts: Vec<u32>,
+    wait: Duration,
+) -> impl Future<Output = Option<u32>> {
+    let mut sum = 0;
+    #[not_cancellable]
+    for part in parts {
+        sum += part;
+    }
+    async move {
+        sleep(wait).await;
+        Some(sum)
+    }
+}
+
+#[tokio::test]
+async fn a_marked_loop_before_the_returned_future() {
+    let short = Duration::from_millis(1);
+    assert_eq!(summed_then_slept(&Context::background(), vec![1, 2, 3], short).await, Some(6));
+    assert_eq!(summed_then_slept(&done(), vec![1, 2, 3], short).await, None);
+    let (ctx, cancel) = live();
+    let stopper = tokio::spawn(async move {
+        sleep(Duration::from_millis(20)).await;
+        cancel.cancel();
+    });
+    let started = Instant::now();
+    assert_eq!(summed_then_slept(&ctx, vec![1, 2, 3], FOREVER).await, None);
+    assert!(started.elapsed() < PROMPTLY, "stopped after {:?}", started.elapsed());
+    stopper.await.unwrap();
+}
+
+/// A job whose field is named like the context parameter: `on_cancel` reads the field, while
+/// its `ctx` is the context (the clone the future holds).
+#[derive(Clone, Copy)]
+struct Job {
+    ctx: &'static str,
+}
+
+#[cancellable(on_cancel = Err(format!("{} {}", job.ctx, ctx.err().unwrap())))]
+fn run_job(ctx: &Context, job: Job, wait: Duration) -> BoxFuture<'static, Result<u32, String>> {
+    async move {
+        sleep(wait).await;
+        Ok(job.ctx.len() as u32)
+    }
+    .boxed()
+}
+
+#[tokio::test]
+async fn on_cancel_may_read_a_field_named_like_the_context() {
+    let job = Job { ctx: "job" };
+    let short = Duration::from_millis(1);
+    assert_eq!(detached(Context::background(), |ctx| run_job(ctx, job, short)).await, Ok(3));
+    let stopped = Err("job context canceled".to_owned());
+    assert_eq!(detached(done(), |ctx| run_job(ctx, job, short)).await, stopped);
+    let (output, took) = cancelled_mid_way(|ctx| run_job(ctx, job, FOREVER)).await;
+    assert_eq!(output, stopped);
+    assert!(took < PROMPTLY, "stopped after {took:?}");
+}

@@ -72,6 +72,19 @@ async fn awaits(ctx: &Context, choose: bool) -> Result<u32, Error> {
     Ok(by_ref + unboxed + chosen + first + second + selected)
 }
 
+/// Parentheses around a `join!` argument, a select branch's future and its precondition, which
+/// the rewrite binds with `let`s: no `unused_parens` from it.
+#[cancellable]
+async fn parenthesized_arguments(ctx: &Context, ready: bool) -> Option<u32> {
+    let mut first = Box::pin(async { 1 });
+    let (first, second) = tokio::join!((&mut first), (async { 2 }));
+    let selected = tokio::select! {
+        value = (async { 3 }), if (ready && first > 0) => value,
+        () = (tokio::time::sleep(Duration::from_secs(60))) => 0,
+    };
+    Some(first + second + selected)
+}
+
 #[cancellable(on_cancel = Err(Error::Canceled))]
 fn boxed_future(ctx: &Context, value: u32) -> BoxFuture<'static, Result<u32, Error>> {
     async move { Ok(value) }.boxed()
@@ -106,6 +119,7 @@ async fn every_shape_runs_to_its_normal_value() {
     unit(&ctx, 2);
     assert_eq!(evens(&ctx, 5).map(Iterator::count), Some(3));
     assert_eq!(awaits(&ctx, true).await, Ok(14));
+    assert_eq!(parenthesized_arguments(&ctx, true).await, Some(6));
     assert_eq!(boxed_future(&ctx, 7).await, Ok(7));
     assert_eq!(pinned(&ctx, 8).await, Some(8));
     assert_eq!(instrumented(&ctx, 3), Ok(3));

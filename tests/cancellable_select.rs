@@ -213,6 +213,37 @@ async fn a_go_style_done_branch_is_kept_and_on_cancel_may_await() {
     assert_eq!(flushed.load(Ordering::SeqCst), 1);
 }
 
+/// `futures::select!` needs fused futures, so its Go-style branch is `ctx.done().fuse()`: left
+/// as written too, so that its own arm runs even when the context is already done when the
+/// select starts (a raced select would leave through `on_cancel` without polling it).
+#[cancellable(on_cancel = "on_cancel")]
+async fn go_style_fused(
+    ctx: &Context,
+    cancel_first: Option<&ctx::CancelHandle>,
+    wait: Duration,
+) -> &'static str {
+    if let Some(cancel) = cancel_first {
+        cancel.cancel();
+    }
+    futures::select! {
+        _ = ctx.done().fuse() => "its own arm",
+        _ = Box::pin(sleep(wait)).fuse() => "slept",
+    }
+}
+
+#[tokio::test]
+async fn a_fused_go_style_done_branch_is_kept() {
+    let short = Duration::from_millis(1);
+    assert_eq!(go_style_fused(&Context::background(), None, short).await, "slept");
+    assert_eq!(go_style_fused(&done(), None, short).await, "on_cancel");
+    let (ctx, cancel) = live();
+    assert_eq!(go_style_fused(&ctx, Some(&cancel), FOREVER).await, "its own arm");
+    let (result, took) =
+        cancelled_mid_way(|ctx| async move { go_style_fused(&ctx, None, FOREVER).await }).await;
+    assert_eq!(result, "its own arm");
+    assert!(took < PROMPTLY, "stopped after {took:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // `join!` and `try_join!`, tokio's and futures'.
 
@@ -258,6 +289,59 @@ async fn join_and_try_join_are_raced_as_a_whole() {
         cancelled_mid_way(|ctx| async move { both_or_error(&ctx, FOREVER).await }).await;
     assert_eq!(result, Err(Error::Canceled));
     assert!(took < PROMPTLY, "try_join! stopped after {took:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// `?` in a `join!` argument and in a select branch's future or precondition: the macros evaluate
+// those in the function, so the `?` leaves the function, with or without the attribute.
+
+#[derive(Debug, PartialEq)]
+enum Failure {
+    NotANumber,
+    Stopped(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Failure {
+        Failure::Stopped(err)
+    }
+}
+
+fn number(text: &str) -> Result<u32, Failure> {
+    text.parse().map_err(|_| Failure::NotANumber)
+}
+
+async fn fetch(n: u32, wait: Duration) -> u32 {
+    sleep(wait).await;
+    n
+}
+
+#[cancellable]
+async fn sum_of(ctx: &Context, a: &str, b: &str, wait: Duration) -> Result<u32, Failure> {
+    let (x, y) = tokio::join!(biased; fetch(number(a)?, wait), fetch(number(b)?, Duration::ZERO));
+    let z = tokio::select! {
+        z = fetch(number(a)? + number(b)?, wait), if number(b)? > 0 => z,
+        else => 0,
+    };
+    // Not `Unpin`, and not a path: `futures::select!` still pins it in place.
+    let w = futures::select! { w = fetch(x * 10, Duration::ZERO).fuse() => w };
+    Ok(x + y + z + w)
+}
+
+#[tokio::test]
+async fn a_question_mark_in_join_and_select_arguments_leaves_the_function() {
+    let short = Duration::from_millis(1);
+    let background = Context::background();
+    assert_eq!(sum_of(&background, "1", "2", short).await, Ok(1 + 2 + 3 + 10));
+    assert_eq!(sum_of(&background, "x", "2", FOREVER).await, Err(Failure::NotANumber));
+    assert_eq!(sum_of(&background, "1", "x", FOREVER).await, Err(Failure::NotANumber));
+    assert_eq!(sum_of(&background, "1", "0", short).await, Ok(1 + 10));
+    assert_eq!(sum_of(&done(), "1", "2", short).await, Err(Failure::Stopped(Error::Canceled)));
+
+    let (result, took) =
+        cancelled_mid_way(|ctx| async move { sum_of(&ctx, "1", "2", FOREVER).await }).await;
+    assert_eq!(result, Err(Failure::Stopped(Error::Canceled)));
+    assert!(took < PROMPTLY, "stopped after {took:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

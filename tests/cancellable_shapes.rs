@@ -67,6 +67,82 @@ mod imported {
     }
 }
 
+/// A function of the user's own named `sleep`, a test clock's: the attribute cannot resolve the
+/// name, and must call it as written rather than replace it with a real wait.
+mod test_clock {
+    use super::*;
+    use std::cell::Cell;
+
+    thread_local!(static NOW: Cell<Duration> = const { Cell::new(Duration::ZERO) });
+
+    pub fn now() -> Duration {
+        NOW.with(Cell::get)
+    }
+
+    fn sleep(by: Duration) {
+        NOW.with(|now| now.set(now.get() + by));
+    }
+
+    /// Ticks the test clock by two seconds `ticks` times (`None`: forever).
+    #[cancellable]
+    pub fn tick(ctx: &Context, ticks: Option<u64>) -> Option<Duration> {
+        let mut ticked = 0;
+        while ticks.is_none_or(|ticks| ticked < ticks) {
+            sleep(Duration::from_secs(2));
+            ticked += 1;
+        }
+        Some(now())
+    }
+}
+
+#[test]
+fn a_sleep_of_your_own_runs_as_written() {
+    let started = Instant::now();
+    let before = test_clock::now();
+    assert_eq!(test_clock::tick(&Context::background(), Some(3)), Some(before + 3 * 2 * SECOND));
+    assert!(started.elapsed() < PROMPTLY, "the test clock's sleep waited {:?}", started.elapsed());
+
+    let before = test_clock::now();
+    assert_eq!(test_clock::tick(&done(), Some(3)), None);
+    assert_eq!(test_clock::now(), before, "a done context does not run the body");
+
+    let (ctx, cancel) = live();
+    let canceller = cancel_after(cancel, Duration::from_millis(20));
+    assert_eq!(test_clock::tick(&ctx, None), None, "the loop check still stops it");
+    assert!(started.elapsed() < PROMPTLY, "stopped after {:?}", started.elapsed());
+    canceller.join().unwrap();
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// tokio's `sleep`, imported by its name into a sync fn that blocks on the future it makes: it is
+/// called as written (only `std::thread::sleep` becomes an interruptible wait).
+#[cancellable]
+fn block_on_naps(ctx: &Context, runtime: &tokio::runtime::Runtime, naps: u32) -> Option<u32> {
+    use tokio::time::sleep;
+    let _in_the_runtime = runtime.enter(); // where tokio's `sleep` may be called
+    let mut napped = 0;
+    for _ in 0..naps {
+        runtime.block_on(sleep(Duration::from_millis(1)));
+        napped += 1;
+    }
+    Some(napped)
+}
+
+#[test]
+fn tokio_sleep_in_a_sync_fn_is_called_as_written() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    assert_eq!(block_on_naps(&Context::background(), &runtime, 3), Some(3));
+    assert_eq!(block_on_naps(&done(), &runtime, 3), None);
+
+    let (ctx, cancel) = live();
+    let canceller = cancel_after(cancel, Duration::from_millis(20));
+    let started = Instant::now();
+    assert_eq!(block_on_naps(&ctx, &runtime, 100_000), None);
+    assert!(started.elapsed() < PROMPTLY, "stopped after {:?}", started.elapsed());
+    canceller.join().unwrap();
+}
+
 #[test]
 fn a_blocking_sleep_ends_normally() {
     let ctx = Context::background();

@@ -292,3 +292,51 @@ fn async_trait_with_instrument_in_both_orders() {
     three_ways("async_trait, instrument above", run(false));
     three_ways("async_trait, instrument below", run(true));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Not a wrapper: the user's own immediately called closure or `let body = async { .. }` in a
+// sync fn is code of the function's own body, whose loops stay checked.
+
+#[cancellable]
+fn parsed_then_counted(
+    ctx: &Context,
+    text: &str,
+    cancel: Option<&CancelHandle>,
+    n: &mut u32,
+) -> Option<u32> {
+    let start = (|| {
+        let start: u32 = text.trim().parse().ok()?;
+        Some(start)
+    })();
+    let start = start?;
+    for _ in start..ROUNDS {
+        round(n, cancel);
+    }
+    Some(*n)
+}
+
+#[cancellable]
+fn blocked_on_then_counted(
+    ctx: &Context,
+    runtime: &tokio::runtime::Runtime,
+    cancel: Option<&CancelHandle>,
+    n: &mut u32,
+) -> Option<u32> {
+    let body = async { Some(0) };
+    let start = runtime.block_on(body)?;
+    for _ in start..ROUNDS {
+        round(n, cancel);
+    }
+    Some(*n)
+}
+
+#[test]
+fn a_closure_or_async_block_of_your_own_is_not_taken_for_a_wrapper() {
+    three_ways("an immediately called closure", |ctx, cancel, n| {
+        parsed_then_counted(ctx, " 0 ", cancel, n)
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    three_ways("let body = async { .. }", |ctx, cancel, n| {
+        blocked_on_then_counted(ctx, &runtime, cancel, n)
+    });
+}

@@ -53,6 +53,8 @@ mod timer;
 mod token;
 #[cfg(feature = "tokio-clock")]
 mod tokio_clock;
+#[cfg(feature = "tonic")]
+mod tonic_status;
 mod tree;
 mod values;
 mod wait;

@@ -52,8 +52,8 @@ use syn::{
 
 use crate::args::{Args, Errors};
 use crate::context::{Source, context_source};
-use crate::markers::{StripMarkers, misplaced_markers};
-use crate::visit::{InsertChecks, hygienic_names};
+use crate::markers::{StripMarkers, misplaced_markers, remove_marker, take_marker};
+use crate::visit::{InsertChecks, first_point, hygienic_names};
 use crate::wrappers::{self, Wrapper};
 
 /// The whole macro: `args` are the attribute's arguments, `item` what it is attached to.
@@ -224,6 +224,9 @@ impl Plan {
         // the top of the function, before the future that holds the body is made.
         let mut take_outside = !ctx_is_param;
         let mut value = self.value.clone();
+        if self.wrapper == Some(Wrapper::FutureTail) {
+            before_the_future(&mut func.block)?;
+        }
         let (body, prelude): (&mut Block, Vec<Stmt>) = match wrappers::locate(func) {
             Some((Wrapper::FutureTail, future)) => {
                 let prelude = take_async_trait_prelude(future);
@@ -283,6 +286,32 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// The statements of a future-returning fn before the future it returns run when the function
+/// is called, outside the future that `#[cancellable]` rewrites: a loop there would never be
+/// checked, so it is an error unless marked `#[not_cancellable]` (the marker is removed).
+fn before_the_future(block: &mut Block) -> syn::Result<()> {
+    let Some((_future, before)) = block.stmts.split_last_mut() else { return Ok(()) };
+    for stmt in before {
+        let marked = match stmt {
+            Stmt::Local(local) => remove_marker(&mut local.attrs),
+            Stmt::Expr(expr, _) => take_marker(expr),
+            Stmt::Macro(mac) => remove_marker(&mut mac.attrs),
+            Stmt::Item(_) => false,
+        };
+        if marked {
+            StripMarkers.visit_stmt_mut(stmt);
+        } else if let Some(point) = first_point(stmt) {
+            return Err(syn::Error::new(
+                point,
+                "#[cancellable] rewrites the future this function returns, and this loop runs \
+                 before it, when the function is called: it would never be checked\nhelp: move \
+                 it into the `async` block, or mark it #[not_cancellable]",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The function's own body has no cancellation point, but a closure or `async` block in it has
@@ -434,17 +463,20 @@ fn replace_self(tokens: TokenStream) -> TokenStream {
     rename(tokens, "self", &|span| Ident::new("__self", span))
 }
 
-/// Every identifier `from` in `tokens` that is not part of a path (`from::x`, `x::from`)
-/// becomes `to(its span)`.
+/// Every identifier `from` in `tokens` that is not part of a path (`from::x`, `x::from`) or a
+/// field or method name (`x.from`, a field of another value) becomes `to(its span)`.
 fn rename(tokens: TokenStream, from: &str, to: &dyn Fn(Span) -> Ident) -> TokenStream {
     let tokens: Vec<TokenTree> = tokens.into_iter().collect();
-    let is_colon = |token: Option<&TokenTree>| matches!(token, Some(TokenTree::Punct(punct)) if punct.as_char() == ':');
+    let is = |token: Option<&TokenTree>, chars: &[char]| matches!(token, Some(TokenTree::Punct(punct)) if chars.contains(&punct.as_char()));
     (0..tokens.len())
         .map(|at| match &tokens[at] {
             TokenTree::Ident(ident)
                 if ident == from
-                    && !is_colon(at.checked_sub(1).and_then(|before| tokens.get(before)))
-                    && !is_colon(tokens.get(at + 1)) =>
+                    && !is(
+                        at.checked_sub(1).and_then(|before| tokens.get(before)),
+                        &[':', '.'],
+                    )
+                    && !is(tokens.get(at + 1), &[':']) =>
             {
                 TokenTree::Ident(to(ident.span()))
             }

@@ -3,7 +3,11 @@
 //!
 //! - `tokio::join!`, `tokio::try_join!`, `futures::join!`, `futures::try_join!` (and the bare
 //!   `join!`/`try_join!` of either) await all their futures in place: the whole invocation is
-//!   raced, `match __ctx.run(async { join!(..) }).await { Ok(v) => v, Err(_) => break '__cancel }`.
+//!   raced. Both macros evaluate their arguments in order before polling any of them, so the
+//!   arguments are evaluated first, in the function's own body, where a `?`, `return` or
+//!   `break` in them (`join!(fetch(url?), ..)`) means what it meant without the attribute and
+//!   an `.await` in them is raced:
+//!   `{ let __j0 = a; let __j1 = b; match __ctx.run(async { join!(__j0, __j1) }).await { Ok(v) => v, Err(_) => break '__cancel } }`.
 //! - `tokio::select!`, `futures::select!` and `futures::select_biased!` (bare or by path) have
 //!   branch handlers that may `break`, `continue`, `return` or use `?`, which an `async` block
 //!   would capture. So the select is split in two: the select itself, with every handler replaced
@@ -11,11 +15,19 @@
 //!   run after it, in the function's own body, where the visitor rewrites them like any other
 //!   code:
 //!
+//!   The same goes for the branches' futures and preconditions: both macros evaluate them
+//!   before polling (tokio every precondition, then every future; futures every future, in
+//!   order), so they are evaluated in that order in the function's own body, and a `?` in them
+//!   (`v = fetch(id?) => ..`) keeps its meaning. A future that is a plain path is left in the
+//!   select: `futures::select!` polls it by `&mut`, so it stays usable after the select.
+//!
 //!   ```text
 //!   {
 //!       enum __Branch<B0, ..> { B0(B0), .., K0 }
+//!       let __c0: bool = c0;
+//!       let __f0 = fut0;
 //!       match __ctx.run(async {
-//!           tokio::select! { biased; pat0 = fut0, if c0 => __Branch::B0((x, y)), else => __Branch::K0 }
+//!           tokio::select! { biased; pat0 = { __f0 }, if __c0 => __Branch::B0((x, y)), else => __Branch::K0 }
 //!       }).await {
 //!           Ok(__Branch::B0((x, mut y))) => handler0,
 //!           Ok(__Branch::K0) => else_handler,
@@ -29,9 +41,9 @@
 //!   `complete` (futures) running exactly when they would. Its futures are dropped before a
 //!   handler runs, as the macros do themselves.
 //!
-//! A select that already has a branch on `.done()` (Go's `case <-ctx.Done():`) is left as
-//! written, so it keeps its own shutdown branch. Any other macro invocation, and a select whose
-//! tokens do not parse as a select, are left untouched.
+//! A select that already has a branch on `.done()` (Go's `case <-ctx.Done():`; `.done().fuse()`
+//! in a `futures::select!`) is left as written, so it keeps its own shutdown branch. Any other
+//! macro invocation, and a select whose tokens do not parse as a select, are left untouched.
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -39,10 +51,12 @@ use syn::parse::{ParseStream, Parser as _};
 use syn::visit::Visit;
 use syn::{Expr, Macro, Pat, PatIdent, Token};
 
+use crate::visit::without_parens;
+
 /// What kind of invocation the visitor has found.
 pub(crate) enum Invocation {
     Select(Select),
-    Join,
+    Join(Join),
 }
 
 /// Recognises `mac` as a select or a join, by the last segment of its path (`select`,
@@ -58,12 +72,64 @@ pub(crate) fn recognise(mac: &Macro) -> Option<Invocation> {
         return None;
     }
     if name == "join" || name == "try_join" {
-        return Some(Invocation::Join);
+        return Some(Invocation::Join(Join::parse(mac.tokens.clone())));
     }
     if name == "select" || name == "select_biased" {
         return Select::parse(mac.tokens.clone()).map(Invocation::Select);
     }
     None
+}
+
+/// A parsed `join!`: its optional `biased;` (tokio) and its arguments, or `None` when its tokens
+/// are not a list of expressions (then the invocation is raced as written).
+pub(crate) struct Join(Option<(Option<TokenStream>, Vec<Expr>)>);
+
+impl Join {
+    fn parse(tokens: TokenStream) -> Join {
+        let parser = |input: ParseStream| {
+            let biased = parse_biased(input)?;
+            let args = syn::punctuated::Punctuated::<Expr, Token![,]>::parse_terminated(input)?;
+            Ok((biased, args.into_iter().collect()))
+        };
+        Join(parser.parse2(tokens).ok())
+    }
+
+    /// The arguments, for the visitor to rewrite before `hoist` moves them out.
+    pub(crate) fn args_mut(&mut self) -> impl Iterator<Item = &mut Expr> {
+        self.0.iter_mut().flat_map(|(_, args)| args.iter_mut())
+    }
+
+    /// The arguments bound in order (`let __j0 = a;`), then `race` of the join of the bindings.
+    pub(crate) fn hoist(self, mac: &Macro, race: impl FnOnce(TokenStream) -> Expr) -> Expr {
+        let span = Span::mixed_site();
+        let Some((biased, args)) = self.0 else {
+            return race(quote_spanned!(span=> async { #mac }));
+        };
+        let names: Vec<Ident> =
+            (0..args.len()).map(|index| format_ident!("__j{}", index, span = span)).collect();
+        let unparenthesized = args.iter().map(without_parens);
+        let (path, bang) = (&mac.path, &mac.bang_token);
+        let raced = race(quote_spanned!(span=> async { #path #bang(#biased #(#names),*) }));
+        syn::parse_quote_spanned! {span=>
+            {
+                #(let #names = #unparenthesized;)*
+                #raced
+            }
+        }
+    }
+}
+
+/// `biased;` at the start of a select or a join, if there.
+fn parse_biased(input: ParseStream) -> syn::Result<Option<TokenStream>> {
+    if input.peek(syn::Ident) && input.peek2(Token![;]) {
+        let fork = input.fork();
+        if fork.parse::<Ident>()? == "biased" {
+            let word = input.parse::<Ident>()?;
+            let semi = input.parse::<Token![;]>()?;
+            return Ok(Some(quote!(#word #semi)));
+        }
+    }
+    Ok(None)
 }
 
 /// A parsed select: its optional `biased;` and its branches, in order.
@@ -84,15 +150,7 @@ enum Branch {
 impl Select {
     fn parse(tokens: TokenStream) -> Option<Select> {
         let parser = |input: ParseStream| {
-            let mut biased = None;
-            if input.peek(syn::Ident) && input.peek2(Token![;]) {
-                let fork = input.fork();
-                if fork.parse::<Ident>()? == "biased" {
-                    let word = input.parse::<Ident>()?;
-                    let semi = input.parse::<Token![;]>()?;
-                    biased = Some(quote!(#word #semi));
-                }
-            }
+            let biased = parse_biased(input)?;
             let mut branches = Vec::new();
             while !input.is_empty() {
                 let keyword = if input.peek(Token![else]) {
@@ -137,17 +195,35 @@ impl Select {
 
     /// Whether a branch already waits on a context's `.done()`: Go-style code with its own
     /// shutdown branch, left as written.
+    /// `ctx.done().fuse()` (how `futures::select!`, which needs a fused future, is written) and
+    /// `&mut ctx.done()` count too.
     pub(crate) fn has_done_branch(&self) -> bool {
-        self.branches.iter().any(|branch| {
-            matches!(branch, Branch::Future { future: Expr::MethodCall(call), .. }
-                if call.method == "done" && call.args.is_empty())
-        })
+        fn is_done(future: &Expr) -> bool {
+            match future {
+                Expr::MethodCall(call) if call.args.is_empty() && call.method == "fuse" => {
+                    is_done(&call.receiver)
+                }
+                Expr::MethodCall(call) => call.args.is_empty() && call.method == "done",
+                Expr::Reference(reference) => is_done(&reference.expr),
+                Expr::Paren(inner) => is_done(&inner.expr),
+                _ => false,
+            }
+        }
+        self.branches
+            .iter()
+            .any(|branch| matches!(branch, Branch::Future { future, .. } if is_done(future)))
     }
 
-    /// The handlers, for the visitor to rewrite before `split` moves them out.
-    pub(crate) fn handlers_mut(&mut self) -> impl Iterator<Item = &mut Expr> {
-        self.branches.iter_mut().map(|branch| match branch {
-            Branch::Future { handler, .. } | Branch::Keyword { handler, .. } => handler,
+    /// The preconditions, futures and handlers, for the visitor to rewrite before `split` moves
+    /// them out.
+    pub(crate) fn exprs_mut(&mut self) -> impl Iterator<Item = &mut Expr> {
+        self.branches.iter_mut().flat_map(|branch| match branch {
+            Branch::Future { future, precondition, handler, .. } => {
+                let mut exprs = vec![future, handler];
+                exprs.extend(precondition);
+                exprs
+            }
+            Branch::Keyword { handler, .. } => vec![handler],
         })
     }
 
@@ -165,9 +241,27 @@ impl Select {
         let mut variants = Vec::new();
         let mut inner = Vec::new();
         let mut arms = Vec::new();
+        let mut preconditions = Vec::new();
+        let mut futures = Vec::new();
         for (index, branch) in self.branches.into_iter().enumerate() {
             match branch {
                 Branch::Future { pat, future, precondition, handler } => {
+                    let future = if matches!(future, Expr::Path(_)) {
+                        quote!(#future)
+                    } else {
+                        // A block, not a path: `futures::select!` pins it in place (a path
+                        // would have to be `Unpin`).
+                        let name = format_ident!("__f{}", index, span = span);
+                        let future = without_parens(&future);
+                        futures.push(quote_spanned!(span=> let #name = #future;));
+                        quote_spanned!(span=> { #name })
+                    };
+                    let precondition = precondition.map(|cond| {
+                        let name = format_ident!("__c{}", index, span = span);
+                        let cond = without_parens(&cond);
+                        preconditions.push(quote_spanned!(span=> let #name: bool = #cond;));
+                        name
+                    });
                     let variant = format_ident!("B{}", index, span = span);
                     let param = format_ident!("__B{}", index, span = span);
                     let bindings = Bindings::of(&pat);
@@ -205,6 +299,8 @@ impl Select {
         syn::parse_quote_spanned! {span=>
             {
                 enum #enum_name<#(#params),*> { #(#variants),* }
+                #(#preconditions)*
+                #(#futures)*
                 match #scrutinee {
                     #(#arms)*
                     ::core::result::Result::Err(_) => #cancelled,

@@ -14,10 +14,11 @@
 //!
 //! In sync code (a sync fn's body, or the closure a wrapper put it in), a call to
 //! `std::thread::sleep(d)` (also written `thread::sleep(d)` or `sleep(d)`) becomes
-//! `if __private::sleep(&__ctx, sleep, d) { break '__cancel; }`: a `wait_timeout(d)` on the
-//! context, the same sleep ended early by cancellation.
-//! The visitor goes by the name, as it cannot resolve paths: a function of your own called
-//! `sleep` with one argument is treated the same (it must then take a `Duration`), unless marked.
+//! `match __private::sleep(&__ctx, sleep, d) { Some(v) => v, None => break '__cancel }`: a
+//! `wait_timeout(d)` on the context, the same sleep ended early by cancellation.
+//! The visitor goes by the name, as it cannot resolve paths; `__private::sleep` then goes by the
+//! callee's type: any other function called `sleep` (your own, a test clock's, tokio's) is
+//! called as written and its result kept, never replaced by a real wait.
 //!
 //! `#[not_cancellable]` on an expression or `let` statement also stops the visitor: that code is
 //! left exactly as written (`markers.rs`).
@@ -124,10 +125,7 @@ impl InsertChecks {
         let Expr::Await(ExprAwait { attrs, base, .. }) = expr else {
             return;
         };
-        let mut future = &**base;
-        while let Expr::Paren(inner) = future {
-            future = &inner.expr;
-        }
+        let future = without_parens(base);
         *expr = self.race(attrs, quote!(#future));
     }
 
@@ -141,15 +139,23 @@ impl InsertChecks {
         }
         match select::recognise(mac) {
             None => {}
-            Some(Invocation::Join) => {
-                let raced = self.race(attrs, quote!(async { #mac }));
-                *expr = raced;
+            Some(Invocation::Join(mut join)) => {
+                for arg in join.args_mut() {
+                    self.visit_expr_mut(arg);
+                }
+                let mut hoisted = join.hoist(mac, |future| self.race(&[], future));
+                if let Expr::Block(block) = &mut hoisted {
+                    block.attrs = std::mem::take(attrs);
+                } else if let Expr::Match(raced) = &mut hoisted {
+                    raced.attrs = std::mem::take(attrs);
+                }
+                *expr = hoisted;
                 self.points += 1;
             }
             Some(Invocation::Select(select)) if select.has_done_branch() => self.points += 1,
             Some(Invocation::Select(mut select)) => {
-                for handler in select.handlers_mut() {
-                    self.visit_expr_mut(handler);
+                for expr in select.exprs_mut() {
+                    self.visit_expr_mut(expr);
                 }
                 let (ctx, label) = (&self.ctx, &self.label);
                 let mut split = select.split(
@@ -166,8 +172,8 @@ impl InsertChecks {
         }
     }
 
-    /// `std::thread::sleep(d)` in sync code becomes `if __private::sleep(&__ctx, sleep, d) {
-    /// break '__cancel; }`, a `wait_timeout(d)` on the context.
+    /// `sleep(d)` in sync code becomes `match __private::sleep(&__ctx, sleep, d) { Some(v) => v,
+    /// None => break '__cancel }`: for `std::thread::sleep`, a `wait_timeout(d)` on the context.
     fn interrupt_sleep(&mut self, expr: &mut Expr) {
         let Expr::Call(call) = expr else { return };
         if !self.blocking_sleeps || call.args.len() != 1 || !is_sleep(&call.func) {
@@ -177,8 +183,9 @@ impl InsertChecks {
         let (attrs, sleep, duration) = (&call.attrs, &call.func, &call.args[0]);
         *expr = syn::parse_quote_spanned! {Span::mixed_site()=>
             #(#attrs)*
-            if #krate::__private::sleep(&#ctx, #sleep, #duration) {
-                break #label;
+            match #krate::__private::sleep(&#ctx, #sleep, #duration) {
+                ::core::option::Option::Some(__value) => __value,
+                ::core::option::Option::None => break #label,
             }
         };
         self.points += 1;
@@ -258,21 +265,45 @@ impl VisitMut for InsertChecks {
     fn visit_item_mut(&mut self, _: &mut Item) {}
 }
 
-/// Whether `expr` has a loop or an await of its own (outside nested items).
-fn has_points(expr: &Expr) -> bool {
-    struct Finder(bool);
-    impl<'ast> Visit<'ast> for Finder {
-        fn visit_expr(&mut self, expr: &'ast Expr) {
-            match expr {
-                Expr::Loop(_) | Expr::ForLoop(_) | Expr::While(_) | Expr::Await(_) => self.0 = true,
-                _ => visit::visit_expr(self, expr),
+/// Finds a loop, an await or a `select!` / `join!` (which await), outside nested items; with
+/// `own_body_only`, also outside the closures, `async` and `const` blocks the visitor does not
+/// enter.
+struct FindPoints {
+    own_body_only: bool,
+    found: Option<Span>,
+}
+
+impl<'ast> Visit<'ast> for FindPoints {
+    fn visit_expr(&mut self, expr: &'ast Expr) {
+        match expr {
+            _ if self.found.is_some() => {}
+            Expr::Loop(_) | Expr::ForLoop(_) | Expr::While(_) | Expr::Await(_) => {
+                self.found = Some(expr.span());
             }
+            Expr::Closure(_) | Expr::Async(_) | Expr::Const(_) if self.own_body_only => {}
+            _ => visit::visit_expr(self, expr),
         }
-        fn visit_item(&mut self, _: &'ast Item) {}
     }
-    let mut finder = Finder(false);
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        if self.found.is_none() && select::recognise(mac).is_some() {
+            self.found = Some(mac.path.span());
+        }
+    }
+    fn visit_item(&mut self, _: &'ast Item) {}
+}
+
+/// Whether `expr` has a loop or an await, in its own body or a closure or block inside it.
+fn has_points(expr: &Expr) -> bool {
+    let mut finder = FindPoints { own_body_only: false, found: None };
     finder.visit_expr(expr);
-    finder.0
+    finder.found.is_some()
+}
+
+/// The first loop or await of `stmt`'s own code (not in a closure or `async` block).
+pub(crate) fn first_point(stmt: &Stmt) -> Option<Span> {
+    let mut finder = FindPoints { own_body_only: true, found: None };
+    finder.visit_stmt(stmt);
+    finder.found
 }
 
 /// `std::thread::sleep`, `::std::thread::sleep`, `thread::sleep` or `sleep`.
@@ -283,6 +314,16 @@ fn is_sleep(func: &Expr) -> bool {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     path.qself.is_none()
         && matches!(names.as_slice(), ["sleep"] | ["thread", "sleep"] | ["std", "thread", "sleep"])
+}
+
+/// `expr` without the parentheses around it, for an expression the rewrite moves into a call
+/// argument or a `let`, where rustc would call them unused (`unused_parens`) and suggest a fix
+/// that may change the meaning (`(&mut fut).await` is not `&mut fut.await`).
+pub(crate) fn without_parens(mut expr: &Expr) -> &Expr {
+    while let Expr::Paren(inner) = expr {
+        expr = &inner.expr;
+    }
+    expr
 }
 
 /// Tokens for the hygienic local and label, shared by `expand.rs` and the visitor.

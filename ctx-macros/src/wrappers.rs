@@ -13,13 +13,21 @@
 //! - **`#[tracing::instrument(err)]` / `(ret)` above a sync fn**: an immediately called closure,
 //!   `match (move || { BODY })() { .. }` or `let x = (move || { BODY })();`.
 //!
+//! A sync fn is only taken for tokio's or tracing's when the code around the block or closure is
+//! theirs (a `block_on(body)` after it, a `__tracing_attr_span` before it) and has no loop or
+//! await of its own: a user's own `let body = async { .. };` or immediately called closure
+//! (`let v = (|| { .. })();`) is just code of the function's own body.
+//!
 //! In each case the rewrite applies to `BODY`, with the function's return type (or the future's
 //! output), exactly as it would have before the other attribute wrapped it: the context is taken
 //! and the cancellation value returned inside the block or closure. A plain `#[instrument]` on a
 //! sync fn keeps the body in the function's own block, where nothing needs finding. Any other
 //! wrapper whose inner block has the loops and awaits is refused (`expand.rs`), not ignored.
 
+use quote::ToTokens as _;
 use syn::{Block, Expr, ExprAsync, ExprCall, ItemFn, Local, Pat, Stmt};
+
+use crate::visit::first_point;
 
 /// Which wrapper holds the body.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -62,14 +70,49 @@ pub(crate) fn locate(func: &mut ItemFn) -> Option<(Wrapper, &mut Block)> {
         }
         return Some((Wrapper::FutureTail, &mut future.block));
     }
-    stmts.iter_mut().find_map(|stmt| {
-        if bound_async(stmt, "body").is_some() {
-            let future = bound_async(stmt, "body")?;
-            Some((Wrapper::Tokio, &mut future.block))
-        } else {
-            Some((Wrapper::Closure, called_closure(stmt)?))
-        }
-    })
+    let at = stmts
+        .iter_mut()
+        .position(|stmt| bound_async(stmt, "body").is_some() || called_closure(stmt).is_some())?;
+    let wrapper = if bound_async(&mut stmts[at], "body").is_some() {
+        Wrapper::Tokio
+    } else {
+        Wrapper::Closure
+    };
+    // The other attribute's own code around the body: tokio's `block_on(body)`, tracing's
+    // span. Without it, or with loops or awaits of its own next to the block or closure, this
+    // is the user's own code (`let body = async { .. };`, an immediately called closure), and
+    // the function's own block is the body.
+    let (before, after) = (&stmts[..at], &stmts[at + 1..]);
+    let outside = || before.iter().chain(after);
+    let made_by_the_wrapper = match wrapper {
+        Wrapper::Tokio => after.iter().any(|stmt| mentions(stmt, "block_on")),
+        _ => before.iter().any(|stmt| binds(stmt, "__tracing_attr_span")),
+    };
+    if !made_by_the_wrapper || outside().any(|stmt| first_point(stmt).is_some()) {
+        return None;
+    }
+    let body = match wrapper {
+        Wrapper::Tokio => bound_async(&mut stmts[at], "body").map(|future| &mut future.block),
+        _ => called_closure(&mut stmts[at]),
+    };
+    body.map(|body| (wrapper, body))
+}
+
+/// Whether `stmt` is `let <name>..;`.
+fn binds(stmt: &Stmt, name: &str) -> bool {
+    matches!(stmt, Stmt::Local(Local { pat: Pat::Ident(pat), .. }) if pat.ident == name)
+}
+
+/// Whether the tokens of `stmt` have the identifier `name`.
+fn mentions(stmt: &Stmt, name: &str) -> bool {
+    fn has(tokens: proc_macro2::TokenStream, name: &str) -> bool {
+        tokens.into_iter().any(|token| match token {
+            proc_macro2::TokenTree::Ident(ident) => ident == name,
+            proc_macro2::TokenTree::Group(group) => has(group.stream(), name),
+            _ => false,
+        })
+    }
+    has(stmt.to_token_stream(), name)
 }
 
 /// The body inside `#[tracing::instrument]`'s `let __tracing_instrument_future = async move {
