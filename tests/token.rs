@@ -140,9 +140,8 @@ async fn a_hundred_thousand_dropped_children_leave_no_task_running() {
     }
     assert!(peak >= 1, "a watcher runs while its child lives");
     until_no_task_is_alive().await;
-    // The parent kept nothing registered either: cancelling it now reaches no child, and the
-    // token, cancelled now, has nobody left to tell.
-    token.cancel();
+    // That nothing is left registered on the parent either is measured in live heap bytes by
+    // tests/edge_leaks.rs (a task count cannot see a callback).
     eprintln!("peak of {peak} watcher tasks alive at once; none left after the drops");
 }
 
