@@ -185,7 +185,22 @@ fn child_process() {
 /// Starts [`child_process`] listening to `signals`; returns it and a channel of its `child: `
 /// lines (without the prefix).
 fn start_child(signals: &str) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    spawn_child(Command::new(std::env::current_exe().unwrap()), signals)
+}
+
+/// [`start_child`], but the child starts with `SIG<ignored>` ignored, as `nohup` (SIGHUP) or a
+/// non-interactive shell's background job (SIGINT, SIGQUIT) start a program: `sh` sets the
+/// disposition, then `exec`s the test binary in its place (same pid).
+fn start_child_ignoring(ignored: &str, signals: &str) -> (Child, mpsc::Receiver<String>) {
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", &format!("trap '' {ignored}; exec \"$0\" \"$@\"")])
+        .arg(std::env::current_exe().unwrap());
+    spawn_child(command, signals)
+}
+
+fn spawn_child(mut command: Command, signals: &str) -> (Child, mpsc::Receiver<String>) {
+    let mut child = command
         .args(["--exact", "child_process", "--nocapture", "--test-threads=1"])
         .env("CTX_SIGNAL_CHILD", signals)
         .stdin(Stdio::null())
@@ -289,4 +304,38 @@ fn after_dropped_contexts_the_first_signal_gets_the_default_action() {
     send(child.id(), "INT");
     let status = wait_or_kill(&mut child);
     assert_eq!(status.signal(), Some(2), "terminated by SIGINT: {status}");
+}
+
+/// A program started with SIGINT ignored (a background job of a script) gets it back ignored
+/// once no context listens: the first SIGINT cancels the listener, the second one does nothing
+/// (it does not kill, as the default action would), and SIGTERM, not ignored, still kills.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn an_inherited_ignored_signal_stays_ignored_once_no_context_listens() {
+    let (mut child, lines) = start_child_ignoring("INT", "INT,TERM");
+    assert_eq!(next_line(&mut child, &lines), "ready");
+    send(child.id(), "INT");
+    assert_eq!(next_line(&mut child, &lines), "received SIGINT");
+    assert_eq!(next_line(&mut child, &lines), "cleaning up");
+    send(child.id(), "INT");
+    // If that SIGINT got the default action, the child dies of it before SIGTERM is handled
+    // (a pending SIGINT is delivered before a pending SIGTERM).
+    std::thread::sleep(Duration::from_millis(100));
+    send(child.id(), "TERM");
+    let status = wait_or_kill(&mut child);
+    assert_eq!(status.signal(), Some(15), "the second SIGINT was ignored: {status}");
+}
+
+/// The same, with every context dropped before the first SIGINT: it is ignored, as it was
+/// before `notify` was ever called.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn an_inherited_ignored_signal_stays_ignored_after_dropped_contexts() {
+    let (mut child, lines) = start_child_ignoring("INT", "DROPPED");
+    assert_eq!(next_line(&mut child, &lines), "ready");
+    send(child.id(), "INT");
+    std::thread::sleep(Duration::from_millis(100));
+    send(child.id(), "TERM");
+    let status = wait_or_kill(&mut child);
+    assert_eq!(status.signal(), Some(15), "SIGINT was ignored: {status}");
 }
