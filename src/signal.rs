@@ -41,6 +41,14 @@
 //! listens" rule above still applies to that signal: a program that wants to survive a second
 //! SIGINT must keep a `notify` context for it alive.
 //!
+//! # Child processes
+//! A program that `exec`s (every [`std::process::Command`] child) starts with the default
+//! action for each caught signal and without ctx's descriptors (signal-hook's self-pipe is
+//! close-on-exec): nothing of ctx's crosses `exec`. A process that `fork`s without `exec` (to
+//! daemonize, say) must call [`notify`] only in the child: the delivery thread does not survive
+//! a fork, so in the child a listed signal would neither reach its contexts nor get its
+//! default action.
+//!
 //! # Platforms
 //! Unix targets only. Elsewhere every call of [`notify`] (and so [`shutdown`]) returns an
 //! [`Unsupported`](std::io::ErrorKind::Unsupported) error naming the first signal asked for.

@@ -112,7 +112,26 @@ impl Context {
     /// [`with_cancellation_token`](Context::with_cancellation_token) for that direction.
     ///
     /// Each call makes a new token; the callback holds a clone of it until the context is done
-    /// or can no longer be.
+    /// or can no longer be, **even if the token is dropped** (a token tells nobody when it is
+    /// dropped). A context dropped before it is done hands its callbacks to its parent (see
+    /// [`after_func`](Context::after_func)), so a token made for each request from a request
+    /// context keeps about 300 bytes on a long-lived cancellable ancestor (say the context of
+    /// `ctx::signal::shutdown()`) until that ancestor is done. Where requests are many, register
+    /// the callback yourself and stop it when the request ends:
+    ///
+    /// ```
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// let (server, _stop_server) = ctx::Context::background().with_cancel();
+    /// let (request, _guard) = server.with_timeout(std::time::Duration::from_secs(30));
+    /// let token = CancellationToken::new();
+    /// let registration = request.after_func({
+    ///     let token = token.clone();
+    ///     move || token.cancel()
+    /// });
+    /// // ... hand `token` to the request's work ...
+    /// registration.stop(); // the request is over: nothing stays on `server`
+    /// ```
     ///
     /// ```
     /// let (ctx, handle) = ctx::Context::background().with_cancel();
