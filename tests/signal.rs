@@ -1,6 +1,6 @@
 //! `ctx::signal`: registrations that do not pile up, real signals delivered to this process, and
 //! real child processes (this test binary run again as a plain-threads program) that get SIGINT,
-//! SIGTERM or SIGHUP from `kill` and, on a second signal, die of it.
+//! SIGTERM or SIGHUP from `kill(2)` and, on a second signal, die of it.
 //!
 //! The registry is process-wide, so the tests that count registrations or raise signals hold
 //! [`serial`] while they run.
@@ -110,7 +110,7 @@ fn contexts_done_for_other_reasons_leave_no_registration_behind() {
 }
 
 /// A signal delivered to this process cancels every context that listens to it, and only those.
-/// Raised with `kill` (a real delivery from another process), waited for on a plain thread.
+/// Sent with `kill(2)` (a real delivery, as from another process), waited for on a plain thread.
 #[test]
 fn a_signal_cancels_every_listener_with_its_cause() {
     let _serial = serial();
@@ -137,13 +137,17 @@ fn a_signal_cancels_every_listener_with_its_cause() {
     assert_eq!(signal::registrations(), before - 2);
 }
 
-/// Sends `SIG<name>` to `pid` with the `kill` command.
+/// Sends `SIG<name>` to `pid` with `kill(2)`: a real delivery, as from another process.
 fn send(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{name} {pid} failed: {status}");
+    use rustix::process::{Pid, Signal as Raw, kill_process};
+    let signal = match name {
+        "INT" => Raw::INT,
+        "TERM" => Raw::TERM,
+        "HUP" => Raw::HUP,
+        other => panic!("no such signal here: {other}"),
+    };
+    let target = i32::try_from(pid).ok().and_then(Pid::from_raw).expect("a valid pid");
+    kill_process(target, signal).unwrap_or_else(|err| panic!("kill -{name} {pid}: {err}"));
 }
 
 /// The child side of the process tests: this binary started again by [`start_child`], with
@@ -317,13 +321,18 @@ fn an_inherited_ignored_signal_stays_ignored_once_no_context_listens() {
     send(child.id(), "INT");
     assert_eq!(next_line(&mut child, &lines), "received SIGINT");
     assert_eq!(next_line(&mut child, &lines), "cleaning up");
+    sigint_is_ignored(child);
+}
+
+/// Sends SIGINT, then SIGTERM: the child must die of SIGTERM. Had SIGINT got its default
+/// action, the child would die of it first (a pending SIGINT is delivered before a pending
+/// SIGTERM).
+fn sigint_is_ignored(mut child: Child) {
     send(child.id(), "INT");
-    // If that SIGINT got the default action, the child dies of it before SIGTERM is handled
-    // (a pending SIGINT is delivered before a pending SIGTERM).
     std::thread::sleep(Duration::from_millis(100));
     send(child.id(), "TERM");
     let status = wait_or_kill(&mut child);
-    assert_eq!(status.signal(), Some(15), "the second SIGINT was ignored: {status}");
+    assert_eq!(status.signal(), Some(15), "SIGINT was ignored, SIGTERM killed: {status}");
 }
 
 /// The same, with every context dropped before the first SIGINT: it is ignored, as it was
@@ -333,9 +342,5 @@ fn an_inherited_ignored_signal_stays_ignored_once_no_context_listens() {
 fn an_inherited_ignored_signal_stays_ignored_after_dropped_contexts() {
     let (mut child, lines) = start_child_ignoring("INT", "DROPPED");
     assert_eq!(next_line(&mut child, &lines), "ready");
-    send(child.id(), "INT");
-    std::thread::sleep(Duration::from_millis(100));
-    send(child.id(), "TERM");
-    let status = wait_or_kill(&mut child);
-    assert_eq!(status.signal(), Some(15), "SIGINT was ignored: {status}");
+    sigint_is_ignored(child);
 }
