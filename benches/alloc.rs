@@ -18,6 +18,10 @@ use ctx::{CancelHandle, Context};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, Stats, StatsAlloc};
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "http")]
+#[path = "common/requests.rs"]
+mod requests;
+
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
@@ -179,4 +183,71 @@ fn main() {
         }),
     );
     drop(timers);
+
+    #[cfg(feature = "http")]
+    http_rows(ops);
+}
+
+/// Benchmark 9's allocations: one request served start to end (built, served, its body read to
+/// the end and dropped) with and without `ctx::http`'s layers. Each figure includes what the
+/// request itself allocates; the layer's share is the difference between a row and its
+/// baseline.
+#[cfg(feature = "http")]
+fn http_rows(ops: usize) {
+    use ctx::http::{ClientLayer, ServerLayer};
+    use http::{HeaderValue, Request};
+    use tower::Layer;
+
+    #[derive(Clone)]
+    struct Earlier;
+
+    let timeout_header = || {
+        let mut request = Request::new(());
+        request.headers_mut().insert("grpc-timeout", HeaderValue::from_static("200m"));
+        request
+    };
+    let with_extension = || {
+        let mut request = Request::new(());
+        request.extensions_mut().insert(Earlier);
+        request
+    };
+    let (root, _shutdown) = Context::background().with_cancel();
+    let mut bare = requests::handler();
+    let mut server = ServerLayer::new(&root).layer(requests::handler());
+    // Warm up: `root` grows the storage it keeps for children once.
+    requests::serve(&mut server, Request::new(()));
+
+    let served = |what: &str, service: &mut dyn FnMut()| row(what, &per_op(ops, service));
+    served("HTTP request, no header: without a layer", &mut || {
+        requests::serve(&mut bare, Request::new(()))
+    });
+    served("HTTP request, no header: `ServerLayer`", &mut || {
+        requests::serve(&mut server, Request::new(()))
+    });
+    served("HTTP request, `grpc-timeout: 200m`: without a layer", &mut || {
+        requests::serve(&mut bare, timeout_header())
+    });
+    served("HTTP request, `grpc-timeout: 200m`: `ServerLayer`", &mut || {
+        requests::serve(&mut server, timeout_header())
+    });
+    served("HTTP request with one extension already: without a layer", &mut || {
+        requests::serve(&mut bare, with_extension())
+    });
+    served("HTTP request with one extension already: `ServerLayer`", &mut || {
+        requests::serve(&mut server, with_extension())
+    });
+
+    let (ctx, _cancel) = Context::background().with_timeout(LONG);
+    let carrying_ctx = || {
+        let mut request = Request::new(());
+        request.extensions_mut().insert(ctx.clone());
+        request
+    };
+    let mut client = ClientLayer::new().layer(requests::handler());
+    served("HTTP request carrying a context with a deadline: without a layer", &mut || {
+        requests::serve(&mut bare, carrying_ctx())
+    });
+    served("HTTP request carrying a context with a deadline: `ClientLayer`", &mut || {
+        requests::serve(&mut client, carrying_ctx())
+    });
 }

@@ -20,6 +20,12 @@
 //!   by a task on the current tokio runtime).
 //! - Feature `tokio-clock` (off by default): deadlines created inside a tokio runtime also follow
 //!   tokio's clock, so `tokio::time::pause` moves them in tests.
+//! - `ctx::http` (feature `http`, off by default): tower layers that give every HTTP or gRPC request
+//!   a context (cancelled when the client goes away or the response has been sent, with the
+//!   caller's `grpc-timeout` as its deadline) and carry a client's deadline and values to the
+//!   next process. For axum, tonic and hyper-util alike.
+//! - Feature `tonic` (off by default): `tonic::Status: From<ctx::Error>` (`CANCELLED`,
+//!   `DEADLINE_EXCEEDED`), so a gRPC handler answers `Err(ctx.err().unwrap().into())`.
 //!
 //! ```
 //! use ctx::Context;
@@ -49,6 +55,9 @@ pub use cancellable::__private;
 pub use cancellable::FromCancel;
 #[cfg(feature = "macros")]
 pub use cancellable::{cancellable, not_cancellable};
+
+#[cfg(feature = "http")]
+pub mod http;
 
 #[cfg(feature = "tokio")]
 mod group;

@@ -75,6 +75,7 @@ fn build_example(name: &str) -> PathBuf {
         (cfg!(feature = "tokio-clock"), "tokio-clock"),
         (cfg!(feature = "signal"), "signal"),
         (cfg!(feature = "tokio-util"), "tokio-util"),
+        (cfg!(feature = "http"), "http"),
     ]
     .into_iter()
     .filter_map(|(on, feature)| on.then_some(feature))
@@ -273,8 +274,9 @@ mod signals {
 
     use super::{NO_HANG, build_example, wait_or_kill};
 
-    /// The running example, and every stdout line it has printed so far.
-    struct Running {
+    /// A running example, and every stdout line it has printed so far.
+    pub(super) struct Running {
+        name: &'static str,
         child: Child,
         started: Instant,
         lines: mpsc::Receiver<String>,
@@ -282,8 +284,8 @@ mod signals {
     }
 
     impl Running {
-        fn start(args: &[&str]) -> Running {
-            let binary = build_example("signals");
+        pub(super) fn start(name: &'static str, args: &[&str]) -> Running {
+            let binary = build_example(name);
             let started = Instant::now();
             let mut child = Command::new(&binary)
                 .args(args)
@@ -301,11 +303,11 @@ mod signals {
                     }
                 }
             });
-            Running { child, started, lines, seen: Vec::new() }
+            Running { name, child, started, lines, seen: Vec::new() }
         }
 
         /// Reads lines until `done(seen)` holds; kills the example and fails after [`NO_HANG`].
-        fn read_until(&mut self, what: &str, done: impl Fn(&[String]) -> bool) {
+        pub(super) fn read_until(&mut self, what: &str, done: impl Fn(&[String]) -> bool) {
             while !done(&self.seen) {
                 let left = NO_HANG.saturating_sub(self.started.elapsed());
                 match self.lines.recv_timeout(left) {
@@ -313,7 +315,8 @@ mod signals {
                     Err(err) => {
                         let _ = self.child.kill();
                         let _ = self.child.wait();
-                        panic!("signals: no {what} ({err}); killed. Output: {:#?}", self.seen);
+                        let name = self.name;
+                        panic!("{name}: no {what} ({err}); killed. Output: {:#?}", self.seen);
                     }
                 }
             }
@@ -329,8 +332,13 @@ mod signals {
             });
         }
 
+        /// Every line read so far.
+        pub(super) fn seen(&self) -> &[String] {
+            &self.seen
+        }
+
         /// Sends `SIG<name>` to the example with `kill(2)`.
-        fn send(&self, name: &str) {
+        pub(super) fn send(&self, name: &str) {
             use rustix::process::{Pid, Signal, kill_process};
             let signal = match name {
                 "INT" => Signal::INT,
@@ -343,15 +351,15 @@ mod signals {
         }
 
         /// Waits for the example to exit and returns its status and every line it printed.
-        fn finish(mut self) -> (ExitStatus, Vec<String>) {
-            let status = wait_or_kill(&mut self.child, "signals", self.started);
+        pub(super) fn finish(mut self) -> (ExitStatus, Vec<String>) {
+            let status = wait_or_kill(&mut self.child, self.name, self.started);
             // The pipe is closed once the process is gone: the reader ends, the channel drains.
             self.seen.extend(self.lines.iter());
             (status, self.seen)
         }
     }
 
-    fn position(lines: &[String], line: &str) -> usize {
+    pub(super) fn position(lines: &[String], line: &str) -> usize {
         let found: Vec<usize> = (0..lines.len()).filter(|&i| lines[i] == line).collect();
         assert_eq!(found.len(), 1, "{line:?} exactly once in {lines:#?}");
         found[0]
@@ -359,7 +367,7 @@ mod signals {
 
     /// One signal: the cause is printed, every task stops, cleans up, and the drain is clean.
     fn stops_cleanly_on(signal: &str) {
-        let mut example = Running::start(&[]);
+        let mut example = Running::start("signals", &[]);
         example.wait_until_running();
         example.send(signal);
         let (status, lines) = example.finish();
@@ -390,7 +398,7 @@ mod signals {
     /// The cleanups take 60 s: the second SIGINT, sent while they run, kills the process.
     #[test]
     fn a_second_sigint_during_a_slow_cleanup_kills_it() {
-        let mut example = Running::start(&["--slow-cleanup"]);
+        let mut example = Running::start("signals", &["--slow-cleanup"]);
         example.wait_until_running();
         example.send("INT");
         example.read_until("stop lines", |seen| {
@@ -410,12 +418,97 @@ mod signals {
     /// Without a second signal, the 3 s drain deadline aborts the 60 s cleanups.
     #[test]
     fn the_drain_deadline_aborts_slow_cleanups() {
-        let mut example = Running::start(&["--slow-cleanup"]);
+        let mut example = Running::start("signals", &["--slow-cleanup"]);
         example.wait_until_running();
         example.send("TERM");
         let (status, lines) = example.finish();
         assert_eq!(status.code(), Some(1), "{status}: {lines:#?}");
         position(&lines, "shutting down: received SIGTERM");
         assert_eq!(lines.last().unwrap(), "3 of 3 tasks aborted after 3s", "{lines:#?}");
+    }
+}
+
+/// `examples/server.rs` as a child process: real HTTP requests over loopback (a deadline, a
+/// completed one, a client that goes away), then SIGINT during a request, then a clean exit
+/// within the drain deadline.
+#[cfg(all(unix, feature = "http", feature = "signal", feature = "macros", feature = "tokio"))]
+mod server {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    use super::NO_HANG;
+    use super::signals::{Running, position};
+
+    /// How long the example drains in-flight requests (`GRACE` in examples/server.rs).
+    const GRACE: Duration = Duration::from_secs(5);
+
+    /// Sends `GET path` with `headers` and returns the connection, for reading the answer.
+    fn send_get(addr: &str, path: &str, headers: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).expect("connect to the example");
+        stream.set_read_timeout(Some(NO_HANG)).unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}\r\n");
+        stream.write_all(request.as_bytes()).expect("send the request");
+        stream
+    }
+
+    /// The whole answer: status line, headers and body.
+    fn answer(mut stream: TcpStream) -> String {
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("read the answer");
+        text
+    }
+
+    fn assert_answer(text: &str, status: &str, body: &str) {
+        assert!(text.starts_with(&format!("HTTP/1.1 {status}\r\n")), "{text}");
+        assert!(text.ends_with(&format!("\r\n\r\n{body}\n")), "{text}");
+    }
+
+    #[test]
+    fn requests_then_sigint_cancels_the_one_in_flight_and_drains() {
+        let mut example = Running::start("server", &["127.0.0.1:0"]);
+        example.read_until("listening line", |seen| !seen.is_empty());
+        let addr = example_addr(&example.seen()[0]);
+
+        let timed_out = answer(send_get(&addr, "/work/5000", "grpc-timeout: 100m\r\n"));
+        assert_answer(&timed_out, "504 Gateway Timeout", "cancelled: context deadline exceeded");
+        assert_answer(&answer(send_get(&addr, "/work/20", "")), "200 OK", "done in 20 ms");
+
+        let gone = send_get(&addr, "/work/60000", "");
+        example.read_until("request 3", |seen| {
+            seen.iter().any(|l| l == "request 3: working for 60000 ms")
+        });
+        drop(gone);
+        example.read_until("the disconnect", |seen| {
+            seen.iter().any(|l| l == "request 3: client went away")
+        });
+
+        let in_flight = send_get(&addr, "/work/60000", "");
+        example.read_until("request 4", |seen| {
+            seen.iter().any(|l| l == "request 4: working for 60000 ms")
+        });
+        let signalled = Instant::now();
+        example.send("INT");
+        assert_answer(&answer(in_flight), "503 Service Unavailable", "cancelled: received SIGINT");
+        let (status, lines) = example.finish();
+        let exited = signalled.elapsed();
+        eprintln!("server: exited {exited:?} after SIGINT");
+        assert!(status.success(), "exited with {status}: {lines:#?}");
+        assert!(exited < GRACE, "exited {exited:?} after SIGINT, past the drain deadline");
+
+        position(&lines, "request 1: cancelled: context deadline exceeded");
+        position(&lines, "request 2: done");
+        let cancelled = position(&lines, "request 4: cancelled: received SIGINT");
+        let shutting_down = position(&lines, "shutting down: received SIGINT");
+        let report = lines.len() - 1;
+        assert!(cancelled < report && shutting_down < report, "{lines:#?}");
+        let report = &lines[report];
+        assert!(report.starts_with("drained: all 1 task stopped in "), "{lines:#?}");
+    }
+
+    /// `listening on 127.0.0.1:PORT` → `127.0.0.1:PORT`.
+    fn example_addr(line: &str) -> String {
+        line.strip_prefix("listening on ").unwrap_or_else(|| panic!("{line:?}")).to_owned()
     }
 }

@@ -55,6 +55,8 @@ mod token;
 pub use token::TokenWatcherGone;
 #[cfg(feature = "tokio-clock")]
 mod tokio_clock;
+#[cfg(feature = "tonic")]
+mod tonic_status;
 mod tree;
 mod values;
 mod wait;

@@ -6,6 +6,8 @@
 //!   vacant or out-of-range key does nothing and returns `None`.
 //! - When the last entry is removed, the storage is reset (freed if it had grown large), so a
 //!   parent that once had a million children holds no memory for them once they are gone.
+//! - `drain` empties the slab but keeps its storage: the caller (a cancel) frees it or hands a
+//!   small one on to the next node it finishes.
 
 const NONE: usize = usize::MAX;
 
@@ -76,14 +78,20 @@ impl<T> Slab<T> {
         self.len
     }
 
-    /// Takes every entry out, leaving the slab empty.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> {
+    /// Takes every entry out, leaving the slab empty. Its storage stays allocated (see
+    /// [`capacity`](Slab::capacity)): a cancel hands a small emptied slab on instead of freeing it.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
         self.next_free = NONE;
         self.len = 0;
-        std::mem::take(&mut self.entries).into_iter().filter_map(|entry| match entry {
+        self.entries.drain(..).filter_map(|entry| match entry {
             Entry::Occupied(value) => Some(value),
             Entry::Vacant(_) => None,
         })
+    }
+
+    /// How many entries the storage holds without growing.
+    pub(crate) fn capacity(&self) -> usize {
+        self.entries.capacity()
     }
 }
 

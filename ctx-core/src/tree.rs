@@ -9,23 +9,33 @@
 //! and `after_func` callbacks are dependents too. A merged node is a dependent of both parents.
 //!
 //! # Invariants
-//! 1. **State is written once.** `state` goes from `LIVE` to "done" exactly once, by
-//!    [`Node::finish`], while holding the node's lock, in the same critical section that records
-//!    the cause and takes every dependent out. It never goes back.
-//! 2. **Done nodes have no dependents.** Once `state != LIVE`, the dependents slab is empty and
-//!    every insertion is refused: the only way in is [`Node::with_live_dependents`], which checks
-//!    `state` under the lock it then inserts under. So a dependent is either in the slab when
-//!    `finish` drains it (and is then woken, cancelled or run), or is added after and sees the
-//!    node done: no lost wake-up, no child born live under a done parent.
+//! 1. **State is written once.** `state` goes from live to done exactly once, by a
+//!    compare-exchange in [`Node::finish`], and never goes back. A node that has never had
+//!    anything behind its lock (`GUARDED` clear: no dependent was ever added, no custom cause is
+//!    being stored) is finished by that one compare-exchange from exactly `LIVE`, without the
+//!    lock: there is nothing to record or take out. Any other node is finished under its lock,
+//!    in the same critical section that records the cause and takes every dependent out.
+//! 2. **Done nodes have no dependents.** Once done, the dependents slab is empty and every
+//!    insertion is refused: the only way in is [`Node::with_live_dependents`], which checks the
+//!    state under the lock it then inserts under and, before the first insertion, sets
+//!    `GUARDED` with a compare-exchange. That compare-exchange and the lock-free finish of 1
+//!    exclude each other (each expects the state the other changes), so either the node is
+//!    finished first and the insertion is refused, or it is `GUARDED` first and its finish takes
+//!    the lock and drains the slab. So a dependent is either in the slab when `finish` drains it
+//!    (and is then woken, cancelled or run), or is added after and sees the node done: no lost
+//!    wake-up, no child born live under a done parent.
 //! 3. **One lock at a time.** No thread holds two node locks at once, nor a node lock and the timer
 //!    lock. The single nesting is a node lock then the lock of an `after_func` callback it
 //!    registers (`after_func.rs`), which never takes a node lock itself. Hence no deadlock.
 //! 4. **No foreign code under a lock.** Callbacks run, wakers wake and threads unpark only after
 //!    the lock is released; a callback may cancel, derive or drop any context.
 //! 5. **Keys are removed once.** A dependent's slab entry is removed either by the drain in
-//!    `finish` (after which the slab is dead, see 2) or by its owner, which first swaps its stored
+//!    `finish` (after which the slab is dead, see 2) or by its owner, which first sets its stored
 //!    key to `NOT_LINKED` (children: `parent_key`, `MergeLayer::other_key`), so a key is never
-//!    removed twice and a reused key is never removed by a stale owner.
+//!    removed twice and a reused key is never removed by a stale owner. A child's keys are
+//!    written by one thread at a time: at derive (before anyone else can see the child), then
+//!    by `unlink`, which only the cancel that finished the node and its `Drop` call, and `Drop`
+//!    runs once nobody holds the node; so a plain load and store suffice, no swap.
 //! 6. **Ownership flows up.** Children hold parents strongly; parents hold children weakly. When
 //!    the last clone of a child context and its handle are dropped, `Drop` unlinks it from its
 //!    parent(s) and its timer entry; a parent therefore holds nothing for children that are gone.
@@ -36,16 +46,20 @@
 //!    and are waiters woken and callbacks run. A `cancel` that loses the race (another thread's,
 //!    or one made from a waker or callback of the winner) waits for the `PROPAGATING` bits on its
 //!    "finished by" path, so every `cancel` returns after the whole subtree is done, as in Go,
-//!    where the parent's lock is held while its children are cancelled.
+//!    where the parent's lock is held while its children are cancelled. A drained list small
+//!    enough (`SPARE_CAPACITY`) is not freed inside the cancel but handed, empty, to the next
+//!    node finished, which frees it when dropped: a deep chain's cancel frees nothing per level.
 //! 8. **Causes are not copied.** A node finished by its parent (or merge partner) records only
 //!    "same cause as my parent (other)"; that node finished first and never changes its cause, so
 //!    `cause()` follows the links (iteratively) and finds exactly the cause it would have copied.
 //!    Cancelling a subtree therefore allocates nothing and clones no `Arc` per descendant.
 //!
 //! # Orderings
-//! `state` is stored with `Release` inside the lock and loaded with `Acquire` by `is_done`: a
-//! thread that sees a context done also sees its ancestors' state and everything the canceller
-//! did before cancelling, as Go's channel close does. Custom causes are read under the lock.
+//! `state` becomes done with a `Release` compare-exchange and is loaded with `Acquire` by
+//! `is_done`: a thread that sees a context done also sees its ancestors' state and everything
+//! the canceller did before cancelling, as Go's channel close does. Custom causes are written and
+//! read under the lock. `GUARDED` is set `Relaxed` under the lock: it publishes nothing, it only
+//! has to come before or after the lock-free finish in the state's modification order.
 
 use std::any::Any;
 use std::mem;
@@ -60,11 +74,15 @@ use crate::error::{Cause, Error};
 use crate::slab::Slab;
 use crate::sync::{AtomicU8, AtomicU32, Mutex, MutexGuard, Ordering, Thread, lock, yield_now};
 
-/// `state` of a node that is not done. A done state is `(err + 1) | source << 2`
-/// ([`Source::done_state`]), plus `PROPAGATING` while this node is the root of a cancel still
-/// marking its subtree.
+/// `state` of a node that is not done and has nothing behind its lock. A live state is `LIVE`
+/// or `GUARDED`; a done state is `(err + 1) | source << 2` ([`Source::done_state`]), never 0 in
+/// its `ERR_MASK` bits, plus `PROPAGATING` while this node is the root of a cancel still marking
+/// its subtree.
 pub(crate) const LIVE: u8 = 0;
 const ERR_MASK: u8 = 0b11;
+/// A live node that has had a dependent: it is finished under its lock only (invariants 1, 2).
+/// Never cleared while the node is live.
+const GUARDED: u8 = 0b10_0000;
 const SOURCE_SHIFT: u8 = 2;
 const SOURCE_MASK: u8 = 0b11;
 const PROPAGATING: u8 = 0b1_0000;
@@ -77,6 +95,10 @@ const SOURCE_CUSTOM: u8 = 1;
 const SOURCE_PARENT: u8 = 2;
 /// ... or the merge partner's.
 const SOURCE_OTHER: u8 = 3;
+/// The largest emptied dependents list a cancel hands on to the next node it finishes rather than
+/// free (the first storage a slab allocates: 4 slots, 96 bytes on 64-bit targets). So a done node
+/// keeps at most one such empty buffer until it is dropped.
+const SPARE_CAPACITY: usize = 4;
 /// A `parent_key` / `other_key` that names no slab entry.
 pub(crate) const NOT_LINKED: u32 = u32::MAX;
 
@@ -220,6 +242,22 @@ fn source_of(state: u8) -> u8 {
     (state >> SOURCE_SHIFT) & SOURCE_MASK
 }
 
+/// Whether `state` is a done state (its error bits are set; live states have none).
+#[inline]
+fn is_done_state(state: u8) -> bool {
+    state & ERR_MASK != 0
+}
+
+/// What [`Node::finish`] did.
+enum Finished {
+    /// The node was done already: the first finish won.
+    AlreadyDone,
+    /// Finished, with no dependent to tell.
+    Leaf,
+    /// Finished; these dependents must be told (never empty).
+    Drained(Slab<Dependent>),
+}
+
 impl Node {
     /// The `Context::todo()` root: never done, no parent.
     pub(crate) fn todo_root() -> Node {
@@ -281,8 +319,10 @@ impl Node {
         }
     }
 
+    /// The merge layer, if this is a merge node. A plain cancel node (no layer) answers at once:
+    /// it is asked on every unlink and drop.
     fn merge(&self) -> Option<&MergeLayer> {
-        match self.kind() {
+        match self.layer.as_deref()?.kind() {
             KindRef::Merge(merge) => Some(merge),
             _ => None,
         }
@@ -313,7 +353,21 @@ impl Node {
         f: impl FnOnce(&mut LiveDependents<'_>) -> R,
     ) -> Option<R> {
         let mut guard = self.lock();
-        if self.state.load(Ordering::Relaxed) != LIVE {
+        let state = self.state.load(Ordering::Relaxed);
+        if is_done_state(state) {
+            return None;
+        }
+        // Before the first dependent goes in, the node stops being finishable without the lock.
+        // Failing means a lock-free finish came first: the node is done (invariant 2).
+        if state & GUARDED == 0
+            && (self.state.compare_exchange(
+                state,
+                state | GUARDED,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ))
+            .is_err()
+        {
             return None;
         }
         let inner = guard.get_or_insert_with(Box::default);
@@ -326,7 +380,7 @@ impl Node {
 
     #[inline]
     pub(crate) fn is_done(&self) -> bool {
-        self.state.load(Ordering::Acquire) != LIVE
+        is_done_state(self.state.load(Ordering::Acquire))
     }
 
     /// Whether this node can ever become done (see `CANCELLABLE`).
@@ -337,8 +391,8 @@ impl Node {
     #[inline]
     pub(crate) fn err(&self) -> Option<Error> {
         match self.state.load(Ordering::Acquire) {
-            LIVE => None,
-            done => Some(error_of(done)),
+            state if is_done_state(state) => Some(error_of(state)),
+            _ => None,
         }
     }
 
@@ -347,7 +401,7 @@ impl Node {
         let mut node = self;
         loop {
             let state = node.state.load(Ordering::Acquire);
-            if state == LIVE {
+            if !is_done_state(state) {
                 return None;
             }
             node = match source_of(state) {
@@ -369,21 +423,67 @@ impl Node {
     }
 
     /// Marks this node done if it is live, and takes its dependents out (invariants 1 and 2).
-    /// `root` marks the node where a cancel starts (invariant 7). Returns `None` if it was
-    /// already done: the first call wins.
-    fn finish(&self, err: Error, source: Source<'_>, root: bool) -> Option<Slab<Dependent>> {
-        let mut guard = self.lock();
-        if self.state.load(Ordering::Relaxed) != LIVE {
-            return None;
+    /// `root` marks the node where a cancel starts (invariant 7). The first call wins; later
+    /// ones return `AlreadyDone`.
+    #[inline]
+    ///
+    /// `spare` (an emptied slab, see `SPARE_CAPACITY`) replaces the dependents taken out of a
+    /// node that had any, instead of the empty default: it is freed with that node.
+    fn finish(
+        &self,
+        err: Error,
+        source: Source<'_>,
+        root: bool,
+        spare: &mut Option<Slab<Dependent>>,
+    ) -> Finished {
+        let done = source.done_state(err);
+        // A plain load first, so that a `GUARDED` node does not pay a failing compare-exchange.
+        let state = self.state.load(Ordering::Relaxed);
+        if is_done_state(state) {
+            return Finished::AlreadyDone;
         }
-        if let Source::Custom(cause) = source {
-            guard.get_or_insert_with(Box::default).cause = Some(cause.clone());
+        if state == LIVE && !matches!(source, Source::Custom(_)) {
+            // Nothing behind the lock, nothing to store: one compare-exchange (invariant 1).
+            // Release: publishes what the canceller did before, as the locked path does.
+            match self.state.compare_exchange(LIVE, done, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return Finished::Leaf,
+                Err(state) if is_done_state(state) => return Finished::AlreadyDone,
+                Err(_) => {} // Just `GUARDED`: dependents to take out, under the lock.
+            }
+        }
+        let mut guard = self.lock();
+        let state = self.state.load(Ordering::Relaxed);
+        if is_done_state(state) {
+            return Finished::AlreadyDone;
         }
         // A cancel root with nothing below it has no subtree to mark: no one needs to wait.
         let below = guard.as_ref().is_some_and(|inner| inner.dependents.len() > 0);
         let propagating = if root && below { PROPAGATING } else { 0 };
-        self.state.store(source.done_state(err) | propagating, Ordering::Release);
-        Some(guard.as_mut().map(|inner| mem::take(&mut inner.dependents)).unwrap_or_default())
+        if state & GUARDED != 0 {
+            // Only a lock holder finishes a `GUARDED` node, and this thread holds the lock.
+            self.state.store(done | propagating, Ordering::Release);
+        } else if self
+            .state
+            .compare_exchange(LIVE, done | propagating, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            // Not `GUARDED` (a custom cause): a lock-free finish may have come first, and then it
+            // alone has finished the node.
+            return Finished::AlreadyDone;
+        }
+        // Readers see `SOURCE_CUSTOM` only after the exchange, then wait for this lock.
+        if let Source::Custom(cause) = source {
+            guard.get_or_insert_with(Box::default).cause = Some(cause.clone());
+        }
+        let dependents = guard.as_mut().map(|inner| {
+            let replacement = if inner.dependents.len() > 0 { spare.take() } else { None };
+            mem::replace(&mut inner.dependents, replacement.unwrap_or_default())
+        });
+        drop(guard);
+        match dependents {
+            Some(dependents) if dependents.len() > 0 => Finished::Drained(dependents),
+            _ => Finished::Leaf,
+        }
     }
 
     /// Cancels with `err` as its own cause: no custom cause to store or to inspect.
@@ -405,20 +505,31 @@ impl Node {
     /// runs their callbacks on this thread (invariant 7). If this node was already done, waits
     /// until the cancel that finished it has finished the subtree too.
     fn cancel_from(&self, err: Error, source: Source<'_>) {
-        let Some(first) = self.finish(err, source, true) else {
-            self.wait_for_propagation();
-            return;
-        };
-        if first.len() == 0 {
+        let first = match self.finish(err, source, true, &mut None) {
+            Finished::Drained(first) => first,
+            Finished::AlreadyDone => {
+                self.wait_for_propagation();
+                return;
+            }
             // A leaf with no waiter: nothing to mark, wake or run, and no `PROPAGATING` bit.
-            self.unlink();
-            return;
-        }
+            Finished::Leaf => {
+                self.unlink();
+                return;
+            }
+        };
+        self.propagate(err, first);
+    }
+
+    /// The rest of a cancel rooted here that found `first` below this node: marks the subtree,
+    /// then tells it (invariant 7). Out of line, so the common leaf cancel stays small.
+    #[inline(never)]
+    fn propagate(&self, err: Error, first: Slab<Dependent>) {
         // No vector allocates unless there is a waiter, a callback or a child with dependents.
         let mut wakeups = Wakeups::default();
         let mut nested = Vec::new();
         let mut stack: Vec<(*const Node, Slab<Dependent>)> = Vec::new();
         let mut next = Some((self as *const Node, first));
+        let mut spare = None;
         while let Some((owner, mut dependents)) = next.take().or_else(|| stack.pop()) {
             for dependent in dependents.drain() {
                 match dependent {
@@ -429,14 +540,17 @@ impl Node {
                             .node()
                             .is_some_and(|p| std::ptr::eq(Arc::as_ptr(p), owner));
                         let source = if from_parent { Source::Parent } else { Source::Other };
-                        if let Some(more) = child.finish(err, source, false) {
-                            child.release_timer();
-                            if more.len() > 0 {
+                        match child.finish(err, source, false, &mut spare) {
+                            Finished::Drained(more) => {
+                                child.release_timer();
                                 stack.push((Arc::as_ptr(&child), more));
                             }
-                        } else if from_parent && child.is_propagating() {
+                            Finished::Leaf => child.release_timer(),
                             // A concurrent cancel started at this child is marking its subtree.
-                            nested.push(child.clone());
+                            Finished::AlreadyDone if from_parent && child.is_propagating() => {
+                                nested.push(child.clone());
+                            }
+                            Finished::AlreadyDone => {}
                         }
                         // If this is the last clone, dropping it runs user code (values' `Drop`,
                         // moved callbacks) that may cancel inside this very subtree: it must
@@ -447,6 +561,12 @@ impl Node {
                     Dependent::Thread(thread) => wakeups.threads.push(thread),
                     Dependent::Callback(callback) => wakeups.callbacks.push(callback),
                 }
+            }
+            // Freeing each drained list here would cost a deep chain one `free` per level inside
+            // the cancel; a small one is handed to the next node finished instead, whose drop
+            // frees it (the peer, too, frees its children's lists on drop, not on cancel).
+            if dependents.capacity() <= SPARE_CAPACITY {
+                spare = Some(dependents);
             }
         }
         // Nested cancels are rooted strictly below this one and only ever wait further down, so
@@ -490,26 +610,30 @@ impl Node {
     }
 
     /// Removes this node from its parents' dependents and from the timer. Idempotent.
+    #[inline]
     fn unlink(&self) {
-        // A plain load first: after a cancel, the drop finds the node already unlinked.
-        let key = match self.parent_key.load(Ordering::Relaxed) {
-            NOT_LINKED => NOT_LINKED,
-            _ => self.parent_key.swap(NOT_LINKED, Ordering::Relaxed),
-        };
-        if let Some(parent) = self.parent.node().filter(|_| key != NOT_LINKED) {
-            remove_dependent(parent, key);
+        // Load and store, no swap: one writer at a time (invariant 5).
+        let key = self.parent_key.load(Ordering::Relaxed);
+        if key != NOT_LINKED {
+            self.parent_key.store(NOT_LINKED, Ordering::Relaxed);
+            if let Some(parent) = self.parent.node() {
+                remove_dependent(parent, key);
+            }
         }
         if let Some(merge) = self.merge() {
-            let key = merge.other_key.swap(NOT_LINKED, Ordering::Relaxed);
-            if let Some(other) = merge.other.node().filter(|_| key != NOT_LINKED) {
-                remove_dependent(other, key);
+            let key = merge.other_key.load(Ordering::Relaxed);
+            if key != NOT_LINKED {
+                merge.other_key.store(NOT_LINKED, Ordering::Relaxed);
+                if let Some(other) = merge.other.node() {
+                    remove_dependent(other, key);
+                }
             }
         }
         self.release_timer();
     }
 
     fn release_timer(&self) {
-        if let KindRef::Deadline(deadline) = self.kind() {
+        if let Some(KindRef::Deadline(deadline)) = self.layer.as_deref().map(Layer::kind) {
             deadline.release();
         }
     }
@@ -545,6 +669,7 @@ impl Node {
 }
 
 /// Removes entry `key` from `node`'s dependents, dropping it outside the lock.
+#[inline]
 pub(crate) fn remove_dependent(node: &Node, key: u32) {
     let removed = node.lock().as_mut().and_then(|inner| inner.dependents.remove(key as usize));
     drop(removed);
@@ -651,10 +776,10 @@ mod tests {
     }
 
     /// Every done state decodes, through the same constants, to the error and source it was
-    /// encoded from, is not `LIVE` and carries no `PROPAGATING` bit of its own.
+    /// encoded from, is not live and carries no `PROPAGATING` or `GUARDED` bit of its own.
     #[test]
     fn done_states_decode_to_what_they_encode() {
-        use super::{LIVE, PROPAGATING, Source, error_of, source_of};
+        use super::{GUARDED, PROPAGATING, Source, error_of, is_done_state, source_of};
         use crate::{Cause, Error};
         let cause = Cause::from(Error::Canceled);
         let sources = [Source::Err, Source::Custom(&cause), Source::Parent, Source::Other];
@@ -662,8 +787,9 @@ mod tests {
         for err in [Error::Canceled, Error::DeadlineExceeded] {
             for source in sources {
                 let state = source.done_state(err);
-                assert_ne!(state, LIVE);
-                assert_eq!(state & PROPAGATING, 0);
+                assert!(is_done_state(state) && is_done_state(state | PROPAGATING));
+                assert!(!is_done_state(GUARDED) && !is_done_state(super::LIVE));
+                assert_eq!(state & (PROPAGATING | GUARDED), 0);
                 assert_eq!(error_of(state), err);
                 assert_eq!(error_of(state | PROPAGATING), err);
                 assert_eq!(source_of(state), source.bits());

@@ -327,6 +327,72 @@ fn two_cancels_first_cause_wins() {
     });
 }
 
+/// The cause of `ctx`: `Some(tag)` for a tagged cause, `None` for the plain `Error::Canceled`.
+fn tag_or_plain(ctx: &Context) -> Option<Option<u8>> {
+    ctx.cause().map(|cause| match cause.downcast_ref::<Tag>() {
+        Some(tag) => Some(tag.0),
+        None => {
+            assert_eq!(cause.downcast_ref::<Error>(), Some(&Error::Canceled));
+            None
+        }
+    })
+}
+
+/// A plain cancel of a leaf (nothing ever behind its lock: one compare-exchange, no lock) racing
+/// a cancel with a cause (which stores the cause under the lock): exactly one wins, and a
+/// reader never sees `err()` without a cause, nor the cause change.
+#[test]
+fn lock_free_leaf_cancel_races_a_cancel_with_a_cause() {
+    loom::model(|| {
+        let (ctx, handle) = Context::background().with_cancel();
+        let other = handle.clone();
+        let reader = ctx.clone();
+        let cancelling = thread::spawn(move || other.cancel_with_cause(Tag(1)));
+        let reading = thread::spawn(move || {
+            let err = reader.err();
+            let seen = tag_or_plain(&reader);
+            if err.is_some() {
+                assert!(seen.is_some(), "err() is set but cause() is not");
+            }
+            seen
+        });
+        handle.cancel();
+        cancelling.join().unwrap();
+        let seen = reading.join().unwrap();
+        let winner = tag_or_plain(&ctx).expect("cancelled");
+        assert_eq!(ctx.err(), Some(Error::Canceled));
+        if let Some(seen) = seen {
+            assert_eq!(seen, winner, "the cause never changes once set");
+        }
+    });
+}
+
+/// A plain cancel of a leaf racing its first dependents (a child, then a `Done` registration):
+/// the lock-free finish and the first insertion exclude each other, so the child is done with
+/// the cancel's cause and the waiter is ready at once or woken exactly once.
+#[test]
+fn lock_free_leaf_cancel_races_its_first_dependents() {
+    loom::model(|| {
+        let (ctx, handle) = Context::background().with_cancel();
+        let deriving = thread::spawn(move || {
+            let (child, child_handle) = ctx.with_cancel();
+            let waker = Arc::new(CountingWaker::default());
+            let mut done = ctx.done();
+            let first = poll_once(&mut done, &waker);
+            (child, child_handle, first, done, waker)
+        });
+        handle.cancel();
+        let (child, _child_handle, first, mut done, waker) = deriving.join().unwrap();
+        assert_eq!(child.err(), Some(Error::Canceled));
+        assert_eq!(tag_or_plain(&child), Some(None), "the child has the plain cancel's cause");
+        match first {
+            Poll::Ready(()) => assert_eq!(waker.wakes(), 0, "a resolved future is not registered"),
+            Poll::Pending => assert_eq!(waker.wakes(), 1, "a registered waker is woken once"),
+        }
+        assert_eq!(poll_once(&mut done, &waker), Poll::Ready(()));
+    });
+}
+
 /// A parent cancelled while its child is cancelled with another cause: the parent keeps its own
 /// cause, and the child and grandchild agree on one of the two.
 #[test]

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::{CountingWaker, DEFAULT_THREAD_STACK, on_thread_with_stack, poll_once};
 use ctx_core::{CancelHandle, Context, Error};
-use heap::{allocations, assert_back_to, live_bytes, serial};
+use heap::{allocations, assert_back_to, deallocations, live_bytes, serial};
 
 /// Room for the harness's own bookkeeping while a test runs; every leak checked here would be
 /// megabytes.
@@ -267,6 +267,24 @@ fn chain_of_cancels(depth: usize) -> (Context, CancelHandle) {
         leaf = leaf.with_cancel().0;
     }
     (leaf, handle)
+}
+
+/// A cancel hands each small drained dependents list on to the next node it finishes instead of
+/// freeing it: cancelling a deep chain frees nothing per level (each list now goes with its node),
+/// and nothing is left once the chain is dropped.
+#[test]
+fn cancelling_a_deep_chain_frees_nothing_per_level() {
+    let _serial = serial();
+    const DEPTH: usize = 10_000;
+    let baseline = warmed_up(|| drop(chain_of_cancels(2)));
+    let (leaf, handle) = chain_of_cancels(DEPTH);
+    let before = deallocations();
+    handle.cancel();
+    let freed = deallocations() - before;
+    assert!(leaf.is_done());
+    assert!(freed < 100, "{freed} frees to cancel a chain {DEPTH} deep");
+    drop((leaf, handle));
+    assert_back_to(baseline, SLACK, "a cancelled chain dropped");
 }
 
 #[test]

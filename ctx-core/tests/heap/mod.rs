@@ -34,6 +34,11 @@ pub fn allocations() -> usize {
     stats.allocations + stats.reallocations
 }
 
+/// Deallocation calls so far.
+pub fn deallocations() -> usize {
+    GLOBAL.stats().deallocations
+}
+
 /// Asserts that live bytes came back to `baseline`, give or take `slack` (the test harness's own
 /// bookkeeping, thread-local first-use allocations of other threads).
 #[track_caller]
