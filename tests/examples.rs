@@ -504,7 +504,7 @@ mod server {
         let report = lines.len() - 1;
         assert!(cancelled < report && shutting_down < report, "{lines:#?}");
         let report = &lines[report];
-        assert!(report.starts_with("drained: all 1 task stopped in "), "{lines:#?}");
+        assert!(report.starts_with("drained: the 1 task stopped in "), "{lines:#?}");
     }
 
     /// `listening on 127.0.0.1:PORT` → `127.0.0.1:PORT`.
