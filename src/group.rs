@@ -577,7 +577,8 @@ where
 /// was over, and how long it all took.
 ///
 /// Its `Display` is one log line: `all 3 tasks stopped in 12ms` when every task stopped by
-/// itself, `2 of 3 tasks aborted after 10s` when the drain deadline had to abort some.
+/// itself (`the 1 task stopped in 3ms`, and `no task to stop` for an empty group),
+/// `2 of 3 tasks aborted after 10s` when the drain deadline had to abort some.
 ///
 /// ```
 /// use std::time::Duration;
@@ -700,12 +701,17 @@ impl<T, E> ShutdownReport<T, E> {
     }
 }
 
-/// One log line: `all 3 tasks stopped in 12ms` or `2 of 3 tasks aborted after 10s`.
+/// One log line: `all 3 tasks stopped in 12ms` (`the 1 task stopped in 3ms`, `no task to stop`)
+/// or `2 of 3 tasks aborted after 10s`.
 impl<T, E> fmt::Display for ShutdownReport<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let noun = if self.tasks == 1 { "task" } else { "tasks" };
-        if self.aborted == 0 {
-            let millis = self.elapsed.as_millis();
+        let millis = self.elapsed.as_millis();
+        if self.tasks == 0 {
+            f.write_str("no task to stop")
+        } else if self.aborted == 0 && self.tasks == 1 {
+            write!(f, "the 1 task stopped in {millis}ms")
+        } else if self.aborted == 0 {
             write!(f, "all {} {noun} stopped in {millis}ms", self.tasks)
         } else {
             write!(f, "{} of {} {noun} aborted after {:?}", self.aborted, self.tasks, self.grace)

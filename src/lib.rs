@@ -45,6 +45,8 @@
 //! assert!(worker.join().unwrap() > 0);
 //! ```
 
+#[cfg(feature = "tokio-util")]
+pub use ctx_core::TokenWatcherGone;
 pub use ctx_core::{AfterFunc, CancelHandle, Cause, Context, Done, DropGuard, Error};
 
 mod cancellable;

@@ -25,6 +25,11 @@
 //!   terminate the process, SIGQUIT terminates it with a core dump, exactly as if no handler had
 //!   ever been installed (the exit status says "terminated by signal"). So a second Ctrl-C during
 //!   a slow shutdown kills the process, as it does in well-behaved CLIs.
+//! - A signal the process was started with ignored (`nohup` ignores SIGHUP; a non-interactive
+//!   shell's background job starts with SIGINT and SIGQUIT ignored) is, as in Go, caught while a
+//!   context lists it, and ignored again once none does: its inherited "default" is to ignore.
+//!   ctx reads that disposition from `/proc/self/status`, so on Linux and Android only; on
+//!   other unix targets such a signal gets the terminating default once no context lists it.
 //!
 //! The handlers themselves belong to the [`signal-hook`](https://docs.rs/signal-hook) crate, which
 //! does the async-signal-safe part; ctx never touches `sigaction`. Signals reach contexts through
@@ -35,6 +40,14 @@
 //! directly), those listeners still see every delivery, but the "default action once no context
 //! listens" rule above still applies to that signal: a program that wants to survive a second
 //! SIGINT must keep a `notify` context for it alive.
+//!
+//! # Child processes
+//! A program that `exec`s (every [`std::process::Command`] child) starts with the default
+//! action for each caught signal and without ctx's descriptors (signal-hook's self-pipe is
+//! close-on-exec): nothing of ctx's crosses `exec`. A process that `fork`s without `exec` (to
+//! daemonize, say) must call [`notify`] only in the child: the delivery thread does not survive
+//! a fork, so in the child a listed signal would neither reach its contexts nor get its
+//! default action.
 //!
 //! # Platforms
 //! Unix targets only. Elsewhere every call of [`notify`] (and so [`shutdown`]) returns an

@@ -263,7 +263,7 @@ fn threads_stops_every_task_at_the_signal_and_exits() {
     check_seed_program("threads");
 }
 
-/// `examples/signals.rs` as a child process that gets real signals from `kill`.
+/// `examples/signals.rs` as a child process that gets real signals from `kill(2)`.
 #[cfg(all(unix, feature = "signal", feature = "macros", feature = "tokio"))]
 mod signals {
     use std::io::{BufRead, BufReader};
@@ -337,12 +337,17 @@ mod signals {
             &self.seen
         }
 
+        /// Sends `SIG<name>` to the example with `kill(2)`.
         pub(super) fn send(&self, name: &str) {
-            let status = Command::new("kill")
-                .args([&format!("-{name}"), &self.child.id().to_string()])
-                .status()
-                .expect("run kill");
-            assert!(status.success(), "kill -{name} failed: {status}");
+            use rustix::process::{Pid, Signal, kill_process};
+            let signal = match name {
+                "INT" => Signal::INT,
+                "TERM" => Signal::TERM,
+                other => panic!("no such signal here: {other}"),
+            };
+            let pid = i32::try_from(self.child.id()).ok().and_then(Pid::from_raw);
+            kill_process(pid.expect("a valid pid"), signal)
+                .unwrap_or_else(|err| panic!("kill -{name}: {err}"));
         }
 
         /// Waits for the example to exit and returns its status and every line it printed.
@@ -499,7 +504,7 @@ mod server {
         let report = lines.len() - 1;
         assert!(cancelled < report && shutting_down < report, "{lines:#?}");
         let report = &lines[report];
-        assert!(report.starts_with("drained: all 1 task stopped in "), "{lines:#?}");
+        assert!(report.starts_with("drained: the 1 task stopped in "), "{lines:#?}");
     }
 
     /// `listening on 127.0.0.1:PORT` → `127.0.0.1:PORT`.

@@ -153,3 +153,20 @@ async fn shutdown_cancels_with_the_parent_cause_kept() {
     assert!(report.is_clean());
     assert_eq!(ctx.cause().unwrap().to_string(), "maintenance");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_line_reads_right_for_no_task_and_for_one() {
+    let empty = Group::<(), String>::new(&Context::background());
+    assert_eq!(within(empty.shutdown(NO_HANG)).await.to_string(), "no task to stop");
+    let mut one = Group::new(&Context::background());
+    one.spawn(|ctx| async move {
+        ctx.done().await;
+        Ok::<_, String>(())
+    });
+    let line = within(one.shutdown(NO_HANG)).await.to_string();
+    assert!(line.starts_with("the 1 task stopped in "), "{line}");
+    let mut stubborn_one = Group::new(&Context::background());
+    stubborn_one.spawn(|_ctx| std::future::pending::<Result<(), String>>());
+    let line = within(stubborn_one.shutdown(Duration::from_millis(10))).await.to_string();
+    assert_eq!(line, "1 of 1 task aborted after 10ms");
+}

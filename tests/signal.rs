@@ -1,6 +1,6 @@
 //! `ctx::signal`: registrations that do not pile up, real signals delivered to this process, and
 //! real child processes (this test binary run again as a plain-threads program) that get SIGINT,
-//! SIGTERM or SIGHUP from `kill` and, on a second signal, die of it.
+//! SIGTERM or SIGHUP from `kill(2)` and, on a second signal, die of it.
 //!
 //! The registry is process-wide, so the tests that count registrations or raise signals hold
 //! [`serial`] while they run.
@@ -110,7 +110,7 @@ fn contexts_done_for_other_reasons_leave_no_registration_behind() {
 }
 
 /// A signal delivered to this process cancels every context that listens to it, and only those.
-/// Raised with `kill` (a real delivery from another process), waited for on a plain thread.
+/// Sent with `kill(2)` (a real delivery, as from another process), waited for on a plain thread.
 #[test]
 fn a_signal_cancels_every_listener_with_its_cause() {
     let _serial = serial();
@@ -137,13 +137,17 @@ fn a_signal_cancels_every_listener_with_its_cause() {
     assert_eq!(signal::registrations(), before - 2);
 }
 
-/// Sends `SIG<name>` to `pid` with the `kill` command.
+/// Sends `SIG<name>` to `pid` with `kill(2)`: a real delivery, as from another process.
 fn send(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{name} {pid} failed: {status}");
+    use rustix::process::{Pid, Signal as Raw, kill_process};
+    let signal = match name {
+        "INT" => Raw::INT,
+        "TERM" => Raw::TERM,
+        "HUP" => Raw::HUP,
+        other => panic!("no such signal here: {other}"),
+    };
+    let target = i32::try_from(pid).ok().and_then(Pid::from_raw).expect("a valid pid");
+    kill_process(target, signal).unwrap_or_else(|err| panic!("kill -{name} {pid}: {err}"));
 }
 
 /// The child side of the process tests: this binary started again by [`start_child`], with
@@ -185,7 +189,22 @@ fn child_process() {
 /// Starts [`child_process`] listening to `signals`; returns it and a channel of its `child: `
 /// lines (without the prefix).
 fn start_child(signals: &str) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    spawn_child(Command::new(std::env::current_exe().unwrap()), signals)
+}
+
+/// [`start_child`], but the child starts with `SIG<ignored>` ignored, as `nohup` (SIGHUP) or a
+/// non-interactive shell's background job (SIGINT, SIGQUIT) start a program: `sh` sets the
+/// disposition, then `exec`s the test binary in its place (same pid).
+fn start_child_ignoring(ignored: &str, signals: &str) -> (Child, mpsc::Receiver<String>) {
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", &format!("trap '' {ignored}; exec \"$0\" \"$@\"")])
+        .arg(std::env::current_exe().unwrap());
+    spawn_child(command, signals)
+}
+
+fn spawn_child(mut command: Command, signals: &str) -> (Child, mpsc::Receiver<String>) {
+    let mut child = command
         .args(["--exact", "child_process", "--nocapture", "--test-threads=1"])
         .env("CTX_SIGNAL_CHILD", signals)
         .stdin(Stdio::null())
@@ -289,4 +308,39 @@ fn after_dropped_contexts_the_first_signal_gets_the_default_action() {
     send(child.id(), "INT");
     let status = wait_or_kill(&mut child);
     assert_eq!(status.signal(), Some(2), "terminated by SIGINT: {status}");
+}
+
+/// A program started with SIGINT ignored (a background job of a script) gets it back ignored
+/// once no context listens: the first SIGINT cancels the listener, the second one does nothing
+/// (it does not kill, as the default action would), and SIGTERM, not ignored, still kills.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn an_inherited_ignored_signal_stays_ignored_once_no_context_listens() {
+    let (mut child, lines) = start_child_ignoring("INT", "INT,TERM");
+    assert_eq!(next_line(&mut child, &lines), "ready");
+    send(child.id(), "INT");
+    assert_eq!(next_line(&mut child, &lines), "received SIGINT");
+    assert_eq!(next_line(&mut child, &lines), "cleaning up");
+    sigint_is_ignored(child);
+}
+
+/// Sends SIGINT, then SIGTERM: the child must die of SIGTERM. Had SIGINT got its default
+/// action, the child would die of it first (a pending SIGINT is delivered before a pending
+/// SIGTERM).
+fn sigint_is_ignored(mut child: Child) {
+    send(child.id(), "INT");
+    std::thread::sleep(Duration::from_millis(100));
+    send(child.id(), "TERM");
+    let status = wait_or_kill(&mut child);
+    assert_eq!(status.signal(), Some(15), "SIGINT was ignored, SIGTERM killed: {status}");
+}
+
+/// The same, with every context dropped before the first SIGINT: it is ignored, as it was
+/// before `notify` was ever called.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn an_inherited_ignored_signal_stays_ignored_after_dropped_contexts() {
+    let (mut child, lines) = start_child_ignoring("INT", "DROPPED");
+    assert_eq!(next_line(&mut child, &lines), "ready");
+    sigint_is_ignored(child);
 }

@@ -51,6 +51,8 @@ mod sync;
 mod timer;
 #[cfg(feature = "tokio-util")]
 mod token;
+#[cfg(feature = "tokio-util")]
+pub use token::TokenWatcherGone;
 #[cfg(feature = "tokio-clock")]
 mod tokio_clock;
 #[cfg(feature = "tonic")]

@@ -11,7 +11,8 @@
 //! 1. **Hooks are installed once per signal and never removed**, in this order: (a)
 //!    `register_conditional_default(signal, kill_next)`, (b) `register(signal, kill_next)`,
 //!    (c) the delivery thread's iterator. Removing them would not help: signal-hook's registry
-//!    keeps its handler installed, so the signal would be ignored, not defaulted.
+//!    keeps its handler installed, so the signal would be ignored, not defaulted. A signal the
+//!    process inherited as ignored gets no (a): ignoring it is its "default".
 //! 2. **`kill_next[s]` is `false` while a registration lists `s`**, and `true` otherwise. The
 //!    handler itself sets it (action (b), after (a) has read it), so the delivery right after one
 //!    that found listeners runs the default action even before the delivery thread has cancelled
@@ -133,15 +134,44 @@ fn install(signals: SignalSet) -> io::Result<()> {
         }
         // `true` until a registration lists the signal: no listener, default action.
         let kill_next = Arc::new(AtomicBool::new(true));
-        signal_hook::flag::register_conditional_default(raw, kill_next.clone()).map_err(named)?;
+        // Read before the first hook replaces the inherited disposition.
+        if !inherited_ignored(raw) {
+            signal_hook::flag::register_conditional_default(raw, kill_next.clone())
+                .map_err(named)?;
+            state.hooks += 1;
+        }
         signal_hook::flag::register(raw, kill_next.clone()).map_err(named)?;
-        state.hooks += 2;
+        state.hooks += 1;
         let delivery = state.delivery.as_ref().expect("started above");
         delivery.add_signal(raw).map_err(named)?;
         state.hooks += 1;
         state.kill_next[signal.index()] = Some(kill_next);
     }
     Ok(())
+}
+
+/// Whether the process was started with `raw` ignored, as `nohup` starts a program with SIGHUP
+/// ignored and a non-interactive shell starts a background job with SIGINT and SIGQUIT ignored.
+/// Such a signal keeps no default action to give back: with no listener, signal-hook's handler
+/// forwards it to the inherited `SIG_IGN`, so it stays ignored, as Go's `signal.Stop` leaves it.
+///
+/// Read from the kernel's `SigIgn` mask in `/proc/self/status` (std has no safe `sigaction`,
+/// and the workspace forbids `unsafe`); only meaningful before ctx's hooks for `raw` exist.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn inherited_ignored(raw: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| (1..=64).contains(&raw) && mask & (1 << (raw - 1)) != 0)
+}
+
+/// Elsewhere the inherited disposition cannot be read without `sigaction` (see the module docs
+/// of [`signal`](super)): an inherited `SIG_IGN` is not detected.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn inherited_ignored(_raw: i32) -> bool {
+    false
 }
 
 /// Starts the thread that turns deliveries into cancellations. It blocks reading signal-hook's
