@@ -247,7 +247,8 @@ where
             .iter()
             .fold(ctx, |ctx, extract| extract(request.headers(), &ctx).unwrap_or(ctx));
         request.extensions_mut().insert(ctx);
-        ResponseFuture::new(self.inner.call(request), guard)
+        let head = request.method() == http::Method::HEAD;
+        ResponseFuture::new(self.inner.call(request), guard, head)
     }
 }
 
