@@ -525,3 +525,53 @@ async fn a_request_id_travels_through_two_hops() {
         client.ready().await.unwrap().call(request_in(&a.uri("/hop"), &Context::background()));
     assert_eq!(text(within(call).await.unwrap()).await, "B saw no id");
 }
+
+/// Answers `hello` from a stream that never says it has ended, with its length declared in a
+/// `content-length` header (as a file server does): hyper stops polling it after 5 bytes.
+async fn sized(
+    State(probe): State<Probe>,
+    Extension(ctx): Extension<Context>,
+) -> http::Response<Body> {
+    probe.saw(&ctx);
+    let chunks = tokio_stream::iter([Ok::<_, Infallible>(Bytes::from_static(b"hello"))]);
+    http::Response::builder()
+        .header(http::header::CONTENT_LENGTH, "5")
+        .body(Body::from_stream(chunks))
+        .unwrap()
+}
+
+/// The request context of a response that was sent in full, though not polled to its end.
+async fn completed_context(request: Request<Empty<Bytes>>, expected_body: &str) -> Context {
+    let (probe, mut observed) = probe();
+    let app = Router::new()
+        .route("/quick", get(quick))
+        .route("/sized", get(sized))
+        .layer(ServerLayer::new(&Context::background()))
+        .with_state(probe);
+    let server = serve(app).await;
+    let uri = format!("http://{}{}", server.addr, request.uri().path());
+    let (mut parts, body) = request.into_parts();
+    parts.uri = uri.parse().unwrap();
+    let response = within(http1_client().request(Request::from_parts(parts, body))).await;
+    let response = response.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, expected_body);
+    let ctx = observed.context().await;
+    within(ctx.done()).await;
+    ctx
+}
+
+#[tokio::test]
+async fn a_body_sent_to_its_declared_length_cancels_plainly() {
+    let ctx = completed_context(get_request("/sized"), "hello").await;
+    assert_eq!(ctx.err(), Some(ctx::Error::Canceled));
+    assert!(!is_response_dropped(&ctx), "sent in full: plain Canceled, not {:?}", ctx.cause());
+}
+
+#[tokio::test]
+async fn a_head_request_answered_cancels_plainly() {
+    let head = Request::head("/quick").body(Empty::new()).unwrap();
+    let ctx = completed_context(head, "").await;
+    assert_eq!(ctx.err(), Some(ctx::Error::Canceled));
+    assert!(!is_response_dropped(&ctx), "answered in full: plain Canceled, not {:?}", ctx.cause());
+}

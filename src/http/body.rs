@@ -10,6 +10,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, ready};
 
+use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -23,9 +24,14 @@ pin_project! {
     /// layer made itself (a malformed `grpc-timeout`).
     ///
     /// It is cancelled with plain `Canceled` when the inner body ends (its last frame was
-    /// taken, or `is_end_stream` is true: an empty body ends at once), and with
-    /// [`ResponseDropped`](super::ResponseDropped) when dropped before its end, or after an
-    /// error frame.
+    /// taken, or `is_end_stream` is true: an empty body ends at once) or when it has produced
+    /// the length the response declares, and with [`ResponseDropped`](super::ResponseDropped)
+    /// when dropped before either, or after an error frame. The declared length is the
+    /// `content-length` header, else the body's exact `size_hint`; it is zero for the answer to
+    /// a `HEAD` request and for a `1xx`, `204` or `304` status. A transport stops there and
+    /// drops the body without polling it further (hyper's HTTP/1 does), so a body that does
+    /// not say it has ended would otherwise look cut short. Trailers after a declared length
+    /// are still passed on, but the request context is already done when they are polled.
     ///
     /// `B::Data` must be buildable from a `String` (as `bytes::Bytes`, the data type of axum's,
     /// hyper's and tonic's bodies, is).
@@ -38,22 +44,25 @@ pin_project! {
 pin_project! {
     #[project = BodyStateProj]
     enum BodyState<B> {
-        Inner { #[pin] body: B, guard: Option<RequestGuard> },
+        Inner { #[pin] body: B, guard: Option<RequestGuard>, declared: Option<u64> },
         Rejected { message: Option<String> },
     }
 }
 
 impl<B: Body> ResponseBody<B> {
-    /// The handler's `body`, which now owns `guard`: an empty body finishes it at once, since
-    /// a server may send it without ever polling it.
-    pub(super) fn new(body: B, guard: RequestGuard) -> ResponseBody<B> {
-        let guard = if body.is_end_stream() {
+    /// The handler's `body`, which now owns `guard`; `declared` is the length the response
+    /// declares (see the type's docs), if any. An empty body, or a declared length of zero,
+    /// finishes the guard at once, since a server may send the response without ever polling
+    /// the body.
+    pub(super) fn new(body: B, guard: RequestGuard, declared: Option<u64>) -> ResponseBody<B> {
+        let declared = declared.or_else(|| body.size_hint().exact());
+        let guard = if body.is_end_stream() || declared == Some(0) {
             guard.finish();
             None
         } else {
             Some(guard)
         };
-        ResponseBody { state: BodyState::Inner { body, guard } }
+        ResponseBody { state: BodyState::Inner { body, guard, declared } }
     }
 }
 
@@ -77,11 +86,17 @@ where
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         match self.project().state.project() {
-            BodyStateProj::Inner { mut body, guard } => {
+            BodyStateProj::Inner { mut body, guard, declared } => {
                 let frame = ready!(body.as_mut().poll_frame(cx));
                 let ended = match &frame {
                     None => true,
-                    Some(Ok(_)) => body.is_end_stream(),
+                    Some(Ok(frame)) => {
+                        let sent = frame.data_ref().map_or(0, |data| data.remaining() as u64);
+                        if let Some(left) = declared {
+                            *left = left.saturating_sub(sent);
+                        }
+                        body.is_end_stream() || *declared == Some(0)
+                    }
                     // The response is cut short: the guard stays, and is dropped unfinished.
                     Some(Err(_)) => false,
                 };
@@ -206,7 +221,7 @@ where
 impl<B: fmt::Debug> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.state {
-            BodyState::Inner { body, guard } => f
+            BodyState::Inner { body, guard, .. } => f
                 .debug_struct("ResponseBody")
                 .field("body", body)
                 .field("ended", &guard.is_none())

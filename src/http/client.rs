@@ -22,7 +22,9 @@ type Injector = Arc<dyn Fn(&Context, &mut HeaderMap) + Send + Sync>;
 /// extensions travel into its `http::Request`) is bound to it.
 ///
 /// - If the context is already done, the call fails at once with the context's
-///   [`Error`](crate::Error), and nothing is sent (the inner service is not called).
+///   [`Error`](crate::Error), and nothing is sent (the inner service is not called). So it
+///   does, with `DeadlineExceeded`, when its deadline has passed though the context is not
+///   marked done yet: a `grpc-timeout` written is never `0n`.
 /// - If it has a deadline, the request gets a `grpc-timeout` header with the time remaining
 ///   ([`grpc_timeout::format`]: rounded up, in the finest unit that fits 8 digits). An existing
 ///   `grpc-timeout` is replaced only when ours is shorter, or when it is malformed.
@@ -182,6 +184,12 @@ where
         }
         if let Some(deadline) = ctx.deadline() {
             let remaining = deadline.saturating_duration_since(Instant::now());
+            // The deadline has passed and the timer has not fired yet: done all the same. A
+            // request sent now could only carry `0n`, a call that is over before it starts
+            // (grpc-go fails it the same way, before sending).
+            if remaining.is_zero() {
+                return ClientFuture::failed(crate::Error::DeadlineExceeded);
+            }
             send_timeout(request.headers_mut(), remaining);
         }
         for inject in self.injectors.iter() {
@@ -204,11 +212,47 @@ fn send_timeout(headers: &mut HeaderMap, remaining: std::time::Duration) {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::Mutex;
+    use std::task::Waker;
     use std::time::Duration;
 
     use http::HeaderValue;
 
     use super::*;
+
+    /// The moment a deadline passes, before the timer thread has marked the context done: the
+    /// call fails with `DeadlineExceeded` and nothing is sent (never a `grpc-timeout: 0n`).
+    /// The window is the timer thread's wake-up latency, so it is tried a few times.
+    #[test]
+    fn a_deadline_that_has_just_passed_sends_nothing() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let transport = tower::service_fn({
+            let sent = sent.clone();
+            move |request: Request<()>| {
+                sent.lock().unwrap().push(request.headers()[grpc_timeout::HEADER].clone());
+                std::future::ready(Ok::<_, BoxError>(Response::new(())))
+            }
+        });
+        let mut client = ClientLayer::new().layer(transport);
+        for _ in 0..20 {
+            let deadline = Instant::now() + Duration::from_micros(200);
+            let (ctx, _cancel) = Context::background().with_deadline(deadline);
+            while Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+            let mut request = Request::new(());
+            request.extensions_mut().insert(ctx);
+            let call = pin!(client.call(request));
+            let Poll::Ready(Err(error)) = call.poll(&mut TaskContext::from_waker(Waker::noop()))
+            else {
+                panic!("a call whose deadline has passed is not made");
+            };
+            assert_eq!(error.downcast_ref::<crate::Error>(), Some(&crate::Error::DeadlineExceeded));
+        }
+        assert_eq!(*sent.lock().unwrap(), Vec::<HeaderValue>::new(), "nothing was sent");
+    }
 
     fn sent(existing: Option<&'static str>, remaining: Duration) -> String {
         let mut headers = HeaderMap::new();

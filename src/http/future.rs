@@ -29,14 +29,16 @@ pin_project! {
 pin_project! {
     #[project = ServerStateProj]
     enum ServerState<F> {
-        Called { #[pin] future: F, guard: Option<RequestGuard> },
+        Called { #[pin] future: F, guard: Option<RequestGuard>, head: bool },
         Rejected { response: Option<(http::response::Parts, Option<String>)> },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(future: F, guard: RequestGuard) -> ResponseFuture<F> {
-        ResponseFuture { state: ServerState::Called { future, guard: Some(guard) } }
+    /// The inner service's `future`, owning `guard`; `head` says the request was a `HEAD`
+    /// request, whose response has no body on the wire.
+    pub(super) fn new(future: F, guard: RequestGuard, head: bool) -> ResponseFuture<F> {
+        ResponseFuture { state: ServerState::Called { future, guard: Some(guard), head } }
     }
 
     /// A response made without calling the inner service: its head and its body's one frame.
@@ -56,11 +58,14 @@ where
     /// When polled again after it returned `Ready`, like most futures.
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            ServerStateProj::Called { future, guard } => {
+            ServerStateProj::Called { future, guard, head } => {
                 let output = ready!(future.poll(cx));
                 let guard = guard.take().expect("ResponseFuture polled after completion");
                 Poll::Ready(match output {
-                    Ok(response) => Ok(response.map(|body| ResponseBody::new(body, guard))),
+                    Ok(response) => {
+                        let declared = declared_length(&response, *head);
+                        Ok(response.map(|body| ResponseBody::new(body, guard, declared)))
+                    }
                     Err(error) => {
                         guard.finish();
                         Err(error)
@@ -74,6 +79,18 @@ where
             }
         }
     }
+}
+
+/// How many bytes of body the transport will send for `response`: none for the answer to a
+/// `HEAD` request or a `1xx`, `204` or `304` status (RFC 9110, 6.4.1), else its
+/// `content-length`, if it has a valid one.
+fn declared_length<B>(response: &Response<B>, head: bool) -> Option<u64> {
+    let status = response.status();
+    if head || status.is_informational() || status == 204 || status == 304 {
+        return Some(0);
+    }
+    let length = response.headers().get(http::header::CONTENT_LENGTH)?;
+    length.to_str().ok()?.parse().ok()
 }
 
 pin_project! {
@@ -179,7 +196,7 @@ mod tests {
     /// A server response future whose request context is returned alongside.
     fn called<T>(output: T) -> (ResponseFuture<Ready<T>>, Context) {
         let (ctx, handle) = Context::background().with_cancel();
-        (ResponseFuture::new(ready(output), RequestGuard::new(handle)), ctx)
+        (ResponseFuture::new(ready(output), RequestGuard::new(handle), false), ctx)
     }
 
     fn poll_once<F: Future>(future: F) -> Poll<F::Output> {
@@ -221,6 +238,24 @@ mod tests {
         let Poll::Ready(Ok(response)) = poll_once(future) else { panic!("ready") };
         assert!(!ctx.is_done(), "the body is still to be sent");
         drop(response);
+        assert!(dropped(&ctx));
+    }
+
+    #[test]
+    fn a_body_dropped_before_its_declared_length_cancels_with_response_dropped() {
+        use http_body::{Body, Frame};
+
+        let frames: Vec<Result<Frame<bytes::Bytes>, ()>> =
+            vec![Ok(Frame::data("hello".into())), Ok(Frame::data("world".into()))];
+        let stream = http_body_util::StreamBody::new(tokio_stream::iter(frames));
+        let response = Response::builder().header("content-length", "10").body(stream).unwrap();
+        let (future, ctx) = called(Ok::<_, ()>(response));
+        let Poll::Ready(Ok(response)) = poll_once(future) else { panic!("ready") };
+        let mut body = Box::pin(response.into_body());
+        let frame = body.as_mut().poll_frame(&mut TaskContext::from_waker(Waker::noop()));
+        assert!(matches!(frame, Poll::Ready(Some(Ok(_)))));
+        assert!(!ctx.is_done(), "5 of the 10 declared bytes sent");
+        drop(body);
         assert!(dropped(&ctx));
     }
 

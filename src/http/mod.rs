@@ -31,7 +31,9 @@
 //! 3. **Cancelled exactly once**, by whichever comes first:
 //!    - `root` is done: the request context has `root`'s error and cause;
 //!    - its deadline passes: `DeadlineExceeded`;
-//!    - the response body ends (its last frame was taken, or it was empty), or the handler
+//!    - the response body ends (its last frame was taken, or it was empty, or it has produced
+//!      the length the response declares: its `content-length`, none for `HEAD`, `204`,
+//!      `304`; hyper's HTTP/1 drops a body there without polling it further), or the handler
 //!      returned an error: plain `Canceled`, as Go cancels `r.Context()` when `ServeHTTP`
 //!      returns, so work derived from the request stops too;
 //!    - the response future, or the response body, is dropped before the body ended (hyper does

@@ -30,8 +30,13 @@ type Extractor = Arc<dyn Fn(&HeaderMap, &Context) -> Option<Context> + Send + Sy
 ///   deadline never extends one that `root` already has: the earlier wins.
 /// - A malformed `grpc-timeout` is answered at once, without calling the inner service:
 ///   `400 Bad Request` with a plain-text body naming the header and its value, or, for a gRPC
-///   request (`content-type: application/grpc...`), a gRPC error with `grpc-status: 13`
-///   (`INTERNAL`, as grpc-go answers) and the same text in `grpc-message`.
+///   request (`content-type: application/grpc`, alone or with `+format` or `;parameters`), a
+///   gRPC error with `grpc-status: 13` (`INTERNAL`, as grpc-go answers) and the same text in
+///   `grpc-message`: status `200`, `content-type: application/grpc`, a trailers-only response.
+///   A gRPC-Web request (`application/grpc-web...`) is not a gRPC request here: it gets the
+///   `400`, since a gRPC-Web client reads its status in a framing this layer does not write;
+///   put the layer inside the gRPC-Web translation (tonic-web's layer) to have it answered as
+///   gRPC.
 /// - [`extract`](ServerLayer::extract) adds values from the request headers (a request id, a
 ///   tenant, a trace parent).
 ///
@@ -247,7 +252,8 @@ where
             .iter()
             .fold(ctx, |ctx, extract| extract(request.headers(), &ctx).unwrap_or(ctx));
         request.extensions_mut().insert(ctx);
-        ResponseFuture::new(self.inner.call(request), guard)
+        let head = request.method() == http::Method::HEAD;
+        ResponseFuture::new(self.inner.call(request), guard, head)
     }
 }
 
