@@ -514,3 +514,72 @@ fn after_func_stop_races_move_to_parent() {
         assert!(!registration.stop(), "a second stop returns false");
     });
 }
+
+/// A number the canceller writes with a `Relaxed` store before it cancels, for a thread that
+/// learns of the cancel to read with a `Relaxed` load. Loom lets that load return the old value
+/// unless the cancel happens before the reader learned of it: the models below fail if a way of
+/// learning "done" does not synchronise with the cancel (tree.rs, "Orderings").
+fn written_before_the_cancel() -> (Arc<loom::sync::atomic::AtomicUsize>, impl Fn() -> usize) {
+    let written = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+    let read = written.clone();
+    (written, move || read.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// `wait()` returns after the cancel: whether it found the context done at once, had its
+/// registration refused (a leaf's lock-free finish came first) or was unparked by the cancel,
+/// it sees what the canceller did before cancelling. (Found by this model: a refused
+/// registration returned without synchronising with the lock-free finish.)
+#[test]
+fn a_thread_that_waited_sees_what_the_canceller_did_before() {
+    loom::model(|| {
+        let (ctx, handle) = Context::background().with_cancel();
+        let (written, read) = written_before_the_cancel();
+        let waiting = thread::spawn(move || {
+            ctx.wait();
+            read()
+        });
+        written.store(1, std::sync::atomic::Ordering::Relaxed);
+        handle.cancel();
+        assert_eq!(waiting.join().unwrap(), 1, "wait() returned before the cancel");
+    });
+}
+
+/// The same for a `Done` future, polled by a parking executor: once it resolves, its task sees
+/// what the canceller did before cancelling.
+#[test]
+fn a_resolved_done_future_sees_what_the_canceller_did_before() {
+    loom::model(|| {
+        let (ctx, handle) = Context::background().with_cancel();
+        let (written, read) = written_before_the_cancel();
+        let waiting = thread::spawn(move || {
+            block_on(ctx.done());
+            read()
+        });
+        written.store(1, std::sync::atomic::Ordering::Relaxed);
+        handle.cancel();
+        assert_eq!(waiting.join().unwrap(), 1, "a Done resolved before the cancel");
+    });
+}
+
+/// The same for an `after_func` callback registered during the cancel: run by the cancel, or
+/// handed over to a thread of its own by a registration that found the context done, it sees
+/// what the canceller did before cancelling.
+#[test]
+fn an_after_func_callback_sees_what_the_canceller_did_before() {
+    loom::model(|| {
+        let (ctx, handle) = Context::background().with_cancel();
+        let (written, read) = written_before_the_cancel();
+        let in_callback = Arc::new(AtomicUsize::new(usize::MAX));
+        let registering = thread::spawn({
+            let in_callback = in_callback.clone();
+            move || drop(ctx.after_func(move || in_callback.store(read(), SeqCst)))
+        });
+        written.store(1, std::sync::atomic::Ordering::Relaxed);
+        handle.cancel();
+        registering.join().unwrap();
+        while in_callback.load(SeqCst) == usize::MAX {
+            thread::yield_now();
+        }
+        assert_eq!(in_callback.load(SeqCst), 1, "a callback ran before the cancel");
+    });
+}
