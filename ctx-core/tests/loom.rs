@@ -198,6 +198,29 @@ fn child_drop_races_child_attach() {
     });
 }
 
+/// Invariant 5 after a leaf's lock-free cancel: the cancel leaves both parents (freeing its keys
+/// there), and the drop that follows must not remove those keys again once newcomers reuse them:
+/// a child of the first parent and a merge with the second are still cancelled with them.
+#[test]
+fn a_cancelled_leaf_leaves_its_parents_once() {
+    loom::model(|| {
+        let (parent, parent_handle) = Context::background().with_cancel();
+        let (other, other_handle) = Context::background().with_cancel();
+        let (leaf, leaf_handle) = parent.merge(&other);
+        let leaving = thread::spawn(move || {
+            leaf_handle.cancel();
+            drop((leaf, leaf_handle));
+        });
+        let (child, _child_handle) = parent.with_cancel();
+        let (merged, _merged_handle) = Context::background().merge(&other);
+        leaving.join().unwrap();
+        parent_handle.cancel();
+        other_handle.cancel();
+        assert_eq!(child.err(), Some(Error::Canceled), "the child lost its entry in its parent");
+        assert_eq!(merged.err(), Some(Error::Canceled), "the merge lost its entry in its partner");
+    });
+}
+
 /// No lost wake-up for futures: a `Done` polled while the context is cancelled either resolves
 /// at once or is woken exactly once, and resolves when polled again.
 #[test]
