@@ -548,40 +548,36 @@ fn written_before_the_cancel() -> (Arc<loom::sync::atomic::AtomicUsize>, impl Fn
     (written, move || read.load(std::sync::atomic::Ordering::Relaxed))
 }
 
+/// A model where a thread waits with `learn` until a context is done, then reads what the
+/// canceller wrote before cancelling: it must see it (see [`written_before_the_cancel`]).
+fn check_the_cancellers_writes_are_seen_after(learn: fn(&Context)) {
+    loom::model(move || {
+        let (ctx, handle) = Context::background().with_cancel();
+        let (written, read) = written_before_the_cancel();
+        let waiting = thread::spawn(move || {
+            learn(&ctx);
+            read()
+        });
+        written.store(1, std::sync::atomic::Ordering::Relaxed);
+        handle.cancel();
+        assert_eq!(waiting.join().unwrap(), 1, "learned of the cancel before it happened");
+    });
+}
+
 /// `wait()` returns after the cancel: whether it found the context done at once, had its
 /// registration refused (a leaf's lock-free finish came first) or was unparked by the cancel,
 /// it sees what the canceller did before cancelling. (Found by this model: a refused
 /// registration returned without synchronising with the lock-free finish.)
 #[test]
 fn a_thread_that_waited_sees_what_the_canceller_did_before() {
-    loom::model(|| {
-        let (ctx, handle) = Context::background().with_cancel();
-        let (written, read) = written_before_the_cancel();
-        let waiting = thread::spawn(move || {
-            ctx.wait();
-            read()
-        });
-        written.store(1, std::sync::atomic::Ordering::Relaxed);
-        handle.cancel();
-        assert_eq!(waiting.join().unwrap(), 1, "wait() returned before the cancel");
-    });
+    check_the_cancellers_writes_are_seen_after(Context::wait);
 }
 
 /// The same for a `Done` future, polled by a parking executor: once it resolves, its task sees
 /// what the canceller did before cancelling.
 #[test]
 fn a_resolved_done_future_sees_what_the_canceller_did_before() {
-    loom::model(|| {
-        let (ctx, handle) = Context::background().with_cancel();
-        let (written, read) = written_before_the_cancel();
-        let waiting = thread::spawn(move || {
-            block_on(ctx.done());
-            read()
-        });
-        written.store(1, std::sync::atomic::Ordering::Relaxed);
-        handle.cancel();
-        assert_eq!(waiting.join().unwrap(), 1, "a Done resolved before the cancel");
-    });
+    check_the_cancellers_writes_are_seen_after(|ctx| block_on(ctx.done()));
 }
 
 /// The same for an `after_func` callback registered during the cancel: run by the cancel, or
