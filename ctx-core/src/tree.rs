@@ -57,9 +57,12 @@
 //! # Orderings
 //! `state` becomes done with a `Release` compare-exchange and is loaded with `Acquire` by
 //! `is_done`: a thread that sees a context done also sees its ancestors' state and everything
-//! the canceller did before cancelling, as Go's channel close does. Custom causes are written and
-//! read under the lock. `GUARDED` is set `Relaxed` under the lock: it publishes nothing, it only
-//! has to come before or after the lock-free finish in the state's modification order.
+//! the canceller did before cancelling, as Go's channel close does. So does every other way of
+//! learning "done": [`Node::with_live_dependents`] refuses with an `Acquire` load (or failed
+//! exchange), because a lock-free finish publishes through the state alone, not the lock; a
+//! woken waiter re-checks with `is_done`. Custom causes are written and read under the lock.
+//! `GUARDED` is set `Relaxed` under the lock: it publishes nothing, it only has to come before
+//! or after the lock-free finish in the state's modification order.
 
 use std::any::Any;
 use std::mem;
@@ -353,7 +356,10 @@ impl Node {
         f: impl FnOnce(&mut LiveDependents<'_>) -> R,
     ) -> Option<R> {
         let mut guard = self.lock();
-        let state = self.state.load(Ordering::Relaxed);
+        // Acquire, here and on the failed exchange: a caller told "done" (a waiter that returns,
+        // a callback handed over to run) must see what the canceller did before, and a lock-free
+        // finish publishes that only through the state (the lock does not order it).
+        let state = self.state.load(Ordering::Acquire);
         if is_done_state(state) {
             return None;
         }
@@ -364,7 +370,7 @@ impl Node {
                 state,
                 state | GUARDED,
                 Ordering::Relaxed,
-                Ordering::Relaxed,
+                Ordering::Acquire,
             ))
             .is_err()
         {

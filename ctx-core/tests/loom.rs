@@ -198,6 +198,29 @@ fn child_drop_races_child_attach() {
     });
 }
 
+/// Invariant 5 after a leaf's lock-free cancel: the cancel leaves both parents (freeing its keys
+/// there), and the drop that follows must not remove those keys again once newcomers reuse them:
+/// a child of the first parent and a merge with the second are still cancelled with them.
+#[test]
+fn a_cancelled_leaf_leaves_its_parents_once() {
+    loom::model(|| {
+        let (parent, parent_handle) = Context::background().with_cancel();
+        let (other, other_handle) = Context::background().with_cancel();
+        let (leaf, leaf_handle) = parent.merge(&other);
+        let leaving = thread::spawn(move || {
+            leaf_handle.cancel();
+            drop((leaf, leaf_handle));
+        });
+        let (child, _child_handle) = parent.with_cancel();
+        let (merged, _merged_handle) = Context::background().merge(&other);
+        leaving.join().unwrap();
+        parent_handle.cancel();
+        other_handle.cancel();
+        assert_eq!(child.err(), Some(Error::Canceled), "the child lost its entry in its parent");
+        assert_eq!(merged.err(), Some(Error::Canceled), "the merge lost its entry in its partner");
+    });
+}
+
 /// No lost wake-up for futures: a `Done` polled while the context is cancelled either resolves
 /// at once or is woken exactly once, and resolves when polled again.
 #[test]
@@ -512,5 +535,70 @@ fn after_func_stop_races_move_to_parent() {
         assert!(ran <= 1);
         assert!(stopped != (ran == 1), "stopped: {stopped}, ran: {ran}");
         assert!(!registration.stop(), "a second stop returns false");
+    });
+}
+
+/// A number the canceller writes with a `Relaxed` store before it cancels, for a thread that
+/// learns of the cancel to read with a `Relaxed` load. Loom lets that load return the old value
+/// unless the cancel happens before the reader learned of it: the models below fail if a way of
+/// learning "done" does not synchronise with the cancel (tree.rs, "Orderings").
+fn written_before_the_cancel() -> (Arc<loom::sync::atomic::AtomicUsize>, impl Fn() -> usize) {
+    let written = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+    let read = written.clone();
+    (written, move || read.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// A model where a thread waits with `learn` until a context is done, then reads what the
+/// canceller wrote before cancelling: it must see it (see [`written_before_the_cancel`]).
+fn check_the_cancellers_writes_are_seen_after(learn: fn(&Context)) {
+    loom::model(move || {
+        let (ctx, handle) = Context::background().with_cancel();
+        let (written, read) = written_before_the_cancel();
+        let waiting = thread::spawn(move || {
+            learn(&ctx);
+            read()
+        });
+        written.store(1, std::sync::atomic::Ordering::Relaxed);
+        handle.cancel();
+        assert_eq!(waiting.join().unwrap(), 1, "learned of the cancel before it happened");
+    });
+}
+
+/// `wait()` returns after the cancel: whether it found the context done at once, had its
+/// registration refused (a leaf's lock-free finish came first) or was unparked by the cancel,
+/// it sees what the canceller did before cancelling. (Found by this model: a refused
+/// registration returned without synchronising with the lock-free finish.)
+#[test]
+fn a_thread_that_waited_sees_what_the_canceller_did_before() {
+    check_the_cancellers_writes_are_seen_after(Context::wait);
+}
+
+/// The same for a `Done` future, polled by a parking executor: once it resolves, its task sees
+/// what the canceller did before cancelling.
+#[test]
+fn a_resolved_done_future_sees_what_the_canceller_did_before() {
+    check_the_cancellers_writes_are_seen_after(|ctx| block_on(ctx.done()));
+}
+
+/// The same for an `after_func` callback registered during the cancel: run by the cancel, or
+/// handed over to a thread of its own by a registration that found the context done, it sees
+/// what the canceller did before cancelling.
+#[test]
+fn an_after_func_callback_sees_what_the_canceller_did_before() {
+    loom::model(|| {
+        let (ctx, handle) = Context::background().with_cancel();
+        let (written, read) = written_before_the_cancel();
+        let in_callback = Arc::new(AtomicUsize::new(usize::MAX));
+        let registering = thread::spawn({
+            let in_callback = in_callback.clone();
+            move || drop(ctx.after_func(move || in_callback.store(read(), SeqCst)))
+        });
+        written.store(1, std::sync::atomic::Ordering::Relaxed);
+        handle.cancel();
+        registering.join().unwrap();
+        while in_callback.load(SeqCst) == usize::MAX {
+            thread::yield_now();
+        }
+        assert_eq!(in_callback.load(SeqCst), 1, "a callback ran before the cancel");
     });
 }
