@@ -172,6 +172,33 @@ impl<T> Slab<T> {
         Drain { slab: self, page: 0, offset: 0 }
     }
 
+    /// Takes the entry of a slab that holds at most one, leaving the slab empty: removed by key
+    /// if it is in page 0 (found by a scan of page 0, which a drain would make too), else
+    /// drained. `None` if the slab was empty.
+    #[inline]
+    pub(crate) fn take_single(&mut self) -> Option<T> {
+        debug_assert!(self.len <= 1, "take_single on a slab of {} entries", self.len);
+        match self.first.slots.iter().position(|slot| matches!(slot, Entry::Occupied(_))) {
+            Some(offset) => {
+                let value = self.first.remove(offset);
+                self.len = 0;
+                if self.more.is_some() {
+                    self.free_pages();
+                }
+                value
+            }
+            None => self.drain().next(),
+        }
+    }
+
+    /// Every entry by value, consuming the slab and its buffers: for a drained list too large
+    /// to keep, which [`drain`](Slab::drain) would write back slot by slot.
+    pub(crate) fn into_values(mut self) -> IntoValues<T> {
+        let slots = mem::take(&mut self.first.slots).into_vec().into_iter();
+        let pages = self.more.take().map(|more| more.pages).unwrap_or_default().into_iter();
+        IntoValues { slots, pages }
+    }
+
     /// How many entries the storage holds without growing.
     pub(crate) fn capacity(&self) -> usize {
         let more =
@@ -226,6 +253,32 @@ impl<T> Iterator for Drain<'_, T> {
             self.page = 1;
         }
         self.slab.more.as_mut()?.drain_next()
+    }
+}
+
+/// The entries of a slab taken by value ([`Slab::into_values`]): each page's buffer is passed
+/// by moving out of it, and freed once passed.
+pub(crate) struct IntoValues<T> {
+    /// The page being passed.
+    slots: std::vec::IntoIter<Entry<T>>,
+    /// The pages after it.
+    pages: std::vec::IntoIter<Page<T>>,
+}
+
+impl<T> Iterator for IntoValues<T> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        loop {
+            for entry in self.slots.by_ref() {
+                if let Entry::Occupied(value) = entry {
+                    return Some(value);
+                }
+            }
+            let mut page = self.pages.next()?;
+            self.slots = mem::take(&mut page.slots).into_vec().into_iter();
+        }
     }
 }
 
@@ -568,6 +621,52 @@ mod tests {
         assert_eq!((0..3).map(|i| slab.insert(i)).collect::<Vec<_>>(), vec![0, 1, 2]);
     }
 
+    /// What a cancel does with a node's only dependent: taken out wherever it is, the slab left
+    /// empty and usable, page 0's buffer kept.
+    #[test]
+    fn take_single_takes_the_only_entry_from_any_page() {
+        let mut slab = Slab::default();
+        assert_eq!(slab.take_single(), None::<usize>);
+        let keys: Vec<_> = (0..2 * PAGE + 1).map(|i| slab.insert(i)).collect();
+        for &key in &keys[..2 * PAGE] {
+            slab.remove(key);
+        }
+        assert_eq!(slab.take_single(), Some(2 * PAGE), "an entry of page 2");
+        assert_eq!((slab.len(), slab.heap_bytes()), (0, 0));
+        let first = slab.insert(7);
+        let _second = slab.insert(8);
+        slab.remove(first);
+        let held = slab.heap_bytes();
+        assert_eq!(slab.take_single(), Some(8), "an entry of page 0, not in its first slot");
+        assert_eq!((slab.len(), slab.heap_bytes()), (0, held));
+        assert_eq!(slab.get_mut(1), None);
+        let again: Vec<_> = (0..3).map(|i| slab.insert(i)).collect();
+        assert_eq!(again.len(), 3);
+        assert_eq!(slab.len(), 3);
+    }
+
+    /// A large drained list is passed by value: every entry once, the ones not yielded dropped.
+    #[test]
+    fn into_values_yields_every_entry_of_every_page_once() {
+        let mut slab = Slab::default();
+        let keys: Vec<_> = (0..3 * PAGE).map(|i| slab.insert(std::rc::Rc::new(i))).collect();
+        for &key in keys.iter().skip(1).step_by(3) {
+            slab.remove(key);
+        }
+        let expected: Vec<_> = (0..3 * PAGE).filter(|i| i % 3 != 1).collect();
+        let all: Vec<_> = slab.into_values().map(|rc| *rc).collect();
+        assert_eq!(all, expected, "in key order");
+        let values: Vec<_> = (0..PAGE + 5).map(std::rc::Rc::new).collect();
+        let mut slab = Slab::default();
+        for value in &values {
+            slab.insert(value.clone());
+        }
+        let mut iter = slab.into_values();
+        assert!(iter.next().is_some());
+        drop(iter);
+        assert!(values.iter().all(|value| std::rc::Rc::strong_count(value) == 1));
+    }
+
     /// A drain dropped early still empties the slab (and drops what it did not yield).
     #[test]
     fn a_drain_dropped_early_empties_the_slab() {
@@ -660,7 +759,12 @@ mod tests {
             for (key, value) in &model {
                 prop_assert_eq!(slab.get_mut(*key), Some(&mut value.clone()));
             }
-            let mut drained: Vec<_> = slab.drain().collect();
+            // Both ways a cancel takes a list out.
+            let mut drained: Vec<_> = if next % 2 == 0 {
+                slab.drain().collect()
+            } else {
+                slab.into_values().collect()
+            };
             drained.sort();
             let mut expected: Vec<_> = model.into_values().collect();
             expected.sort();

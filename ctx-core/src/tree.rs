@@ -46,9 +46,13 @@
 //!    and are waiters woken and callbacks run. A `cancel` that loses the race (another thread's,
 //!    or one made from a waker or callback of the winner) waits for the `PROPAGATING` bits on its
 //!    "finished by" path, so every `cancel` returns after the whole subtree is done, as in Go,
-//!    where the parent's lock is held while its children are cancelled. A drained list small
-//!    enough (`SPARE_CAPACITY`) is not freed inside the cancel but handed, empty, to the next
-//!    node finished, which frees it when dropped: a deep chain's cancel frees nothing per level.
+//!    where the parent's lock is held while its children are cancelled. Children reached are
+//!    kept alive ("retired") until then, since a last drop may run foreign code; a leaf without
+//!    a layer is the exception, dropped at once: its drop runs none and releases only its
+//!    parent, which the cancel keeps alive. Nothing is freed per node inside the cancel: a
+//!    node's only dependent is taken out in place (the node keeps its emptied buffer), and a
+//!    drained list small enough (`SPARE_CAPACITY`) is handed, empty, to the next node finished,
+//!    which frees it when dropped.
 //! 8. **Causes are not copied.** A node finished by its parent (or merge partner) records only
 //!    "same cause as my parent (other)"; that node finished first and never changes its cause, so
 //!    `cause()` follows the links (iteratively) and finds exactly the cause it would have copied.
@@ -257,8 +261,17 @@ enum Finished {
     AlreadyDone,
     /// Finished, with no dependent to tell.
     Leaf,
-    /// Finished; these dependents must be told (never empty).
-    Drained(Slab<Dependent>),
+    /// Finished, with dependents to tell.
+    Drained(Batch),
+}
+
+/// The dependents a finish took out of a node, which its cancel must tell.
+enum Batch {
+    /// The only one: taken out in place, so the node keeps its emptied buffer and nothing
+    /// moves (each level of a chain).
+    One(Dependent),
+    /// Two or more, with the list that held them (replaced in the node by a spare or nothing).
+    Many(Slab<Dependent>),
 }
 
 impl Node {
@@ -449,10 +462,8 @@ impl Node {
             return Finished::AlreadyDone;
         }
         if state == LIVE && !matches!(source, Source::Custom(_)) {
-            // Nothing behind the lock, nothing to store: one compare-exchange (invariant 1).
-            // Release: publishes what the canceller did before, as the locked path does.
-            match self.state.compare_exchange(LIVE, done, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => return Finished::Leaf,
+            match self.finish_lock_free(done) {
+                Ok(()) => return Finished::Leaf,
                 Err(state) if is_done_state(state) => return Finished::AlreadyDone,
                 Err(_) => {} // Just `GUARDED`: dependents to take out, under the lock.
             }
@@ -481,14 +492,29 @@ impl Node {
         if let Source::Custom(cause) = source {
             guard.get_or_insert_with(Box::default).cause = Some(cause.clone());
         }
-        let dependents = guard.as_mut().map(|inner| {
-            let replacement = if inner.dependents.len() > 0 { spare.take() } else { None };
-            mem::replace(&mut inner.dependents, replacement.unwrap_or_default())
+        let batch = guard.as_mut().and_then(|inner| match inner.dependents.len() {
+            0 => None,
+            1 => inner.dependents.take_single().map(Batch::One),
+            _ => {
+                let replacement = spare.take().unwrap_or_default();
+                Some(Batch::Many(mem::replace(&mut inner.dependents, replacement)))
+            }
         });
         drop(guard);
-        match dependents {
-            Some(dependents) if dependents.len() > 0 => Finished::Drained(dependents),
-            _ => Finished::Leaf,
+        match batch {
+            Some(batch) => Finished::Drained(batch),
+            None => Finished::Leaf,
+        }
+    }
+
+    /// Finishes a node that has nothing behind its lock with one compare-exchange from exactly
+    /// `LIVE` (invariant 1); `Err` with the state found otherwise. Release: publishes what the
+    /// canceller did before, as the locked path does.
+    #[inline(always)]
+    fn finish_lock_free(&self, done: u8) -> Result<(), u8> {
+        match self.state.compare_exchange(LIVE, done, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => Ok(()),
+            Err(state) => Err(state),
         }
     }
 
@@ -529,52 +555,39 @@ impl Node {
     /// The rest of a cancel rooted here that found `first` below this node: marks the subtree,
     /// then tells it (invariant 7). Out of line, so the common leaf cancel stays small.
     #[inline(never)]
-    fn propagate(&self, err: Error, first: Slab<Dependent>) {
+    fn propagate(&self, err: Error, first: Batch) {
         // No vector allocates unless there is a waiter, a callback or a child with dependents.
-        let mut wakeups = Wakeups::default();
-        let mut nested = Vec::new();
-        let mut stack: Vec<(*const Node, Slab<Dependent>)> = Vec::new();
-        let mut next = Some((self as *const Node, first));
-        let mut spare = None;
-        while let Some((owner, mut dependents)) = next.take().or_else(|| stack.pop()) {
-            for dependent in dependents.drain() {
-                match dependent {
-                    Dependent::Child(weak) => {
-                        let Some(child) = weak.upgrade() else { continue };
-                        let from_parent = child
-                            .parent
-                            .node()
-                            .is_some_and(|p| std::ptr::eq(Arc::as_ptr(p), owner));
-                        let source = if from_parent { Source::Parent } else { Source::Other };
-                        match child.finish(err, source, false, &mut spare) {
-                            Finished::Drained(more) => {
-                                child.release_timer();
-                                stack.push((Arc::as_ptr(&child), more));
-                            }
-                            Finished::Leaf => child.release_timer(),
-                            // A concurrent cancel started at this child is marking its subtree.
-                            Finished::AlreadyDone if from_parent && child.is_propagating() => {
-                                nested.push(child.clone());
-                            }
-                            Finished::AlreadyDone => {}
-                        }
-                        // If this is the last clone, dropping it runs user code (values' `Drop`,
-                        // moved callbacks) that may cancel inside this very subtree: it must
-                        // not run before the marking is over (invariant 7).
-                        wakeups.retired.push(child);
+        let mut marking = Marking::new(err);
+        let mut work = (self as *const Node, first);
+        loop {
+            let (owner, batch) = work;
+            let follow = match batch {
+                // A chain goes level by level without the stack.
+                Batch::One(dependent) => marking.visit(owner, dependent),
+                // Freeing each small drained list here would cost a tree one `free` per node
+                // inside the cancel; it is handed to the next node finished instead, whose drop
+                // frees it (the peer, too, frees its children's lists on drop, not on cancel).
+                Batch::Many(mut dependents) if dependents.capacity() <= SPARE_CAPACITY => {
+                    for dependent in dependents.drain() {
+                        marking.visit_to_stack(owner, dependent);
                     }
-                    Dependent::Waker(waker) => wakeups.wakers.push(waker),
-                    Dependent::Thread(thread) => wakeups.threads.push(thread),
-                    Dependent::Callback(callback) => wakeups.callbacks.push(callback),
+                    marking.spare = Some(dependents);
+                    None
                 }
-            }
-            // Freeing each drained list here would cost a deep chain one `free` per level inside
-            // the cancel; a small one is handed to the next node finished instead, whose drop
-            // frees it (the peer, too, frees its children's lists on drop, not on cancel).
-            if dependents.capacity() <= SPARE_CAPACITY {
-                spare = Some(dependents);
-            }
+                // A large list is passed by value and freed as it goes: nothing written back.
+                Batch::Many(dependents) => {
+                    for dependent in dependents.into_values() {
+                        marking.visit_to_stack(owner, dependent);
+                    }
+                    None
+                }
+            };
+            work = match follow.or_else(|| marking.stack.pop()) {
+                Some(next) => next,
+                None => break,
+            };
         }
+        let Marking { wakeups, nested, .. } = marking;
         // Nested cancels are rooted strictly below this one and only ever wait further down, so
         // these waits cannot form a cycle. Foreign code has not run yet: none waits for us.
         for child in nested {
@@ -711,6 +724,107 @@ fn release_chain(parent: Context, other: Option<Context>) {
         next = Some(mem::take(&mut node.parent));
         pending.extend(node.take_other());
         // `node` drops here with nothing left to detach and no parents: no recursion.
+    }
+}
+
+/// Dependents a cancel took out of a node, with that node (compared with each child's parent to
+/// tell a parent from a merge partner, never dereferenced).
+type Work = (*const Node, Batch);
+
+/// A cancel's marking pass (invariant 7): what is left to visit, and what to tell once the whole
+/// subtree is done.
+struct Marking {
+    err: Error,
+    /// Dependents still to visit.
+    stack: Vec<Work>,
+    /// An emptied small list, for the next node finished with two or more dependents.
+    spare: Option<Slab<Dependent>>,
+    /// Children whose own concurrent cancel is still marking below them.
+    nested: Vec<Arc<Node>>,
+    wakeups: Wakeups,
+}
+
+impl Marking {
+    fn new(err: Error) -> Marking {
+        Marking {
+            err,
+            stack: Vec::new(),
+            spare: None,
+            nested: Vec::new(),
+            wakeups: Wakeups::default(),
+        }
+    }
+
+    /// Visits one dependent of `owner`; what it leaves to visit goes on the stack.
+    #[inline(always)]
+    fn visit_to_stack(&mut self, owner: *const Node, dependent: Dependent) {
+        if let Some(work) = self.visit(owner, dependent) {
+            self.stack.push(work);
+        }
+    }
+
+    /// Finishes one dependent of `owner` (a node this cancel has finished), or records it to be
+    /// told. Returns a finished child's own dependents, to visit next.
+    #[inline(always)]
+    fn visit(&mut self, owner: *const Node, dependent: Dependent) -> Option<Work> {
+        let child = match dependent {
+            Dependent::Child(weak) => weak.upgrade()?,
+            Dependent::Waker(waker) => {
+                self.wakeups.wakers.push(waker);
+                return None;
+            }
+            Dependent::Thread(thread) => {
+                self.wakeups.threads.push(thread);
+                return None;
+            }
+            Dependent::Callback(callback) => {
+                self.wakeups.callbacks.push(callback);
+                return None;
+            }
+        };
+        let from_parent = child.parent.node().is_some_and(|p| std::ptr::eq(Arc::as_ptr(p), owner));
+        let source = if from_parent { Source::Parent } else { Source::Other };
+        // Most children of a wide cancel are leaves: one compare-exchange, here, inline.
+        if child.state.load(Ordering::Relaxed) == LIVE
+            && child.finish_lock_free(source.done_state(self.err)).is_ok()
+        {
+            self.retire_leaf(child);
+            return None;
+        }
+        let mut work = None;
+        match child.finish(self.err, source, false, &mut self.spare) {
+            Finished::Drained(batch) => {
+                child.release_timer();
+                work = Some((Arc::as_ptr(&child), batch));
+            }
+            Finished::Leaf => {
+                self.retire_leaf(child);
+                return None;
+            }
+            // A concurrent cancel started at this child is marking its subtree.
+            Finished::AlreadyDone if from_parent && child.is_propagating() => {
+                self.nested.push(child.clone());
+            }
+            Finished::AlreadyDone => {}
+        }
+        // If this is the last clone, dropping it runs user code (values' `Drop`, moved
+        // callbacks) that may cancel inside this very subtree: it must not run before the
+        // marking is over (invariant 7). It also keeps the node alive while its dependents wait
+        // on the stack, so that `owner` names it.
+        self.wakeups.retired.push(child);
+        work
+    }
+
+    /// A child this cancel finished with nothing below it. Without a layer its last drop runs no
+    /// foreign code (no value; no callback, since nothing was behind it) and releases only its
+    /// parent, which this cancel keeps alive (its root, or a retired node): it is dropped at once,
+    /// with no retired entry to push and drop later. Any other is retired.
+    #[inline(always)]
+    fn retire_leaf(&mut self, child: Arc<Node>) {
+        if child.layer.is_some() {
+            child.release_timer();
+            self.wakeups.retired.push(child);
+        }
     }
 }
 
