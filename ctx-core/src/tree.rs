@@ -659,6 +659,7 @@ impl Node {
 
     /// Everything `Drop` does to one node before its parent is released: leave the tree, and hand
     /// callbacks that have not run to the parent(s) that can still finish them.
+    #[inline]
     fn detach(&mut self) {
         let was_linked = self.parent_key.load(Ordering::Relaxed) != NOT_LINKED;
         let other_linked =
@@ -708,8 +709,24 @@ fn to_key(key: usize) -> u32 {
 impl Drop for Node {
     fn drop(&mut self) {
         self.detach();
-        release_chain(mem::take(&mut self.parent), self.take_other());
+        let parent = mem::take(&mut self.parent);
+        match self.take_other() {
+            // The usual case: one parent, which other contexts keep alive.
+            None => {
+                if let Some(parent) = parent.into_node().and_then(Arc::into_inner) {
+                    release_chain_from(parent);
+                }
+            }
+            Some(other) => release_chain(parent, Some(other)),
+        }
     }
+}
+
+/// [`release_chain`] from a parent whose last reference was the dropped node's.
+#[inline(never)]
+fn release_chain_from(mut parent: Node) {
+    parent.detach();
+    release_chain(mem::take(&mut parent.parent), parent.take_other());
 }
 
 /// Drops the contexts a dropped node held, and every ancestor that only they kept alive, with a
