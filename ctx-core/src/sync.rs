@@ -5,14 +5,14 @@
 //! check (they check the state flag, the dependents lists and wake-ups).
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU32};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU32};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 #[cfg(loom)]
 pub(crate) use loom::thread::{Thread, current, park, yield_now};
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU8, AtomicU32};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 #[cfg(not(loom))]

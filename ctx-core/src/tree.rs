@@ -78,8 +78,9 @@ use crate::Context;
 use crate::after_func::Callback;
 use crate::deadline::DeadlineLayer;
 use crate::error::{Cause, Error};
+use crate::lock::{Lock, LockGuard};
 use crate::slab::Slab;
-use crate::sync::{AtomicU8, AtomicU32, Mutex, MutexGuard, Ordering, Thread, lock, yield_now};
+use crate::sync::{AtomicU8, AtomicU32, Ordering, Thread, yield_now};
 
 /// `state` of a node that is not done and has nothing behind its lock. A live state is `LIVE`
 /// or `GUARDED`; a done state is `(err + 1) | source << 2` ([`Source::done_state`]), never 0 in
@@ -124,7 +125,7 @@ pub(crate) struct Node {
     /// This node's key among its parent's dependents, or `NOT_LINKED` (invariant 5).
     parent_key: AtomicU32,
     /// Allocated on first use: most leaves never get a dependent nor a custom cause.
-    inner: Mutex<Option<Box<Inner>>>,
+    inner: Lock<Option<Box<Inner>>>,
     /// The context this one was derived from.
     pub(crate) parent: Context,
     /// What this layer adds, beyond cancellation: a value, a deadline or a merge partner.
@@ -285,7 +286,7 @@ impl Node {
             state: AtomicU8::new(state),
             flags,
             parent_key: AtomicU32::new(key),
-            inner: Mutex::new(None),
+            inner: Lock::new(None),
             parent,
             layer,
         }
@@ -393,8 +394,8 @@ impl Node {
         Some(f(&mut LiveDependents { slab: &mut inner.dependents }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Box<Inner>>> {
-        lock(&self.inner)
+    fn lock(&self) -> LockGuard<'_, Option<Box<Inner>>> {
+        self.inner.lock()
     }
 
     #[inline]
@@ -665,10 +666,7 @@ impl Node {
         let other_linked =
             self.merge().is_some_and(|m| m.other_key.load(Ordering::Relaxed) != NOT_LINKED);
         self.unlink();
-        let inner = match self.inner.get_mut() {
-            Ok(inner) => inner.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
+        let inner = self.inner.get_mut().take();
         let Some(mut inner) = inner.filter(|inner| inner.dependents.len() > 0) else {
             return;
         };

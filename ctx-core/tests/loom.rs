@@ -602,3 +602,55 @@ fn an_after_func_callback_sees_what_the_canceller_did_before() {
         assert_eq!(in_callback.load(SeqCst), 1, "a callback ran before the cancel");
     });
 }
+
+/// The node lock (`ctx-core/src/lock.rs`), invariants 1 and 2: two threads take it in turn, each
+/// reads the pair the other wrote whole (loom's `UnsafeCell` also fails the model on any access
+/// that is not ordered after the previous holder's) and writes it back incremented.
+#[test]
+fn spin_lock_excludes_and_publishes() {
+    loom::model(|| {
+        let lock = loom::sync::Arc::new(ctx_core::SpinLock::new((0u32, 0u32)));
+        let other = lock.clone();
+        let racing = thread::spawn(move || {
+            let mut pair = other.lock();
+            assert_eq!(pair.0, pair.1, "a holder saw a half-written pair");
+            pair.0 += 1;
+            pair.1 += 1;
+        });
+        {
+            let mut pair = lock.lock();
+            assert_eq!(pair.0, pair.1, "a holder saw a half-written pair");
+            pair.0 += 1;
+            pair.1 += 1;
+        }
+        racing.join().unwrap();
+        assert_eq!(*lock.lock(), (2, 2));
+    });
+}
+
+/// A waiter that finds the lock taken (the holder yields to the model while it holds it) waits,
+/// then gets the lock with the holder's write visible; `get_mut` afterwards sees both writes.
+#[test]
+fn spin_lock_contended_waiter_sees_the_holders_write() {
+    loom::model(|| {
+        let lock = loom::sync::Arc::new(ctx_core::SpinLock::new(Vec::new()));
+        let held = lock.clone();
+        let holder = thread::spawn(move || {
+            let mut items = held.lock();
+            thread::yield_now();
+            items.push(1);
+        });
+        let seen = {
+            let mut items = lock.lock();
+            let seen = items.clone();
+            items.push(2);
+            seen
+        };
+        holder.join().unwrap();
+        assert!(seen.is_empty() || seen == [1], "saw {seen:?}");
+        let mut lock = loom::sync::Arc::try_unwrap(lock).ok().expect("the holder is gone");
+        let mut all = lock.get_mut().clone();
+        all.sort();
+        assert_eq!(all, [1, 2]);
+    });
+}
