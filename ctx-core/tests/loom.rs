@@ -1,8 +1,10 @@
 //! Loom models of the cancellation tree, its waiters and `after_func` callbacks.
 //!
-//! Under `--cfg loom`, `ctx-core/src/sync.rs` swaps the node lock, the state and key atomics and
-//! thread parking for loom's, so each `loom::model` below runs its body under every interleaving
-//! of those operations (up to `LOOM_MAX_PREEMPTIONS` preemptions per execution).
+//! Under `--cfg loom`, `ctx-core/src/sync.rs` swaps the state and key atomics and thread parking
+//! for loom's, and `ctx-core/src/lock.rs` puts loom's blocking `Mutex` in place of the node lock,
+//! so each `loom::model` below runs its body under every interleaving of those operations (up to
+//! `LOOM_MAX_PREEMPTIONS` preemptions per execution). The last two models check the node lock
+//! itself (`spin_lock_*`), built on loom's atomic and `UnsafeCell`.
 //!
 //! ```text
 //! bounded (CI):  RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
