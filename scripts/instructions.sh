@@ -9,11 +9,14 @@
 # binary named by $INSTRUCTIONS_BIN. Each operation runs N and 2N times under
 #   valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measured_*'
 # so that only the measured calls count (not building the tree, not dropping it), and the
-# difference divided by N removes what a run pays once. Not part of CI.
+# difference divided by N removes what a run pays once. It also counts the atomic
+# read-modify-write instructions executed (x86-64 only: `lock`-prefixed ones and `xchg` with
+# memory, found with objdump), which cost far more time than other instructions. Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 1; }
+command -v objdump >/dev/null || { echo "objdump (binutils) is needed" >&2; exit 1; }
 
 bin=${INSTRUCTIONS_BIN:-}
 if [ -z "$bin" ]; then
@@ -27,11 +30,52 @@ if [ $# -eq 0 ]; then
         create-drop:100000 wide:1000 wide:10000 wide:100000 chain:1000
 fi
 
-# Instructions counted inside the measured calls of one run.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# The addresses of the atomic read-modify-write instructions of an object file (x86-64: a `lock`
+# prefix, or an `xchg` with a memory operand, which is locked without one), one per line.
+atomic_addresses() {
+    local list="$work/atomics.$(printf '%s' "$1" | md5sum | cut -c1-16)"
+    if [ ! -e "$list" ]; then
+        objdump -d --no-show-raw-insn "$1" |
+            awk '/^ *[0-9a-f]+:\t(lock |xchg +[^,]*\()/ { sub(/:.*/, ""); sub(/^ */, ""); print "0x" $0 }' \
+            >"$list"
+    fi
+    printf '%s\n' "$list"
+}
+
+# "instructions atomics" counted inside the measured calls of one run: instructions as
+# callgrind collected them; atomics as the executions of the instructions `atomic_addresses`
+# lists, read from the per-instruction counts (a `calls=` line's next line is the callee's
+# inclusive cost, not an instruction of the caller, and is skipped).
 count() {
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null --collect-atstart=no \
-        --toggle-collect='*measured_*' "$bin" "$@" 2>&1 |
-        sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+    local out="$work/callgrind.out"
+    valgrind --tool=callgrind --dump-instr=yes --compress-pos=no --compress-strings=no \
+        --callgrind-out-file="$out" --collect-atstart=no \
+        --toggle-collect='*measured_*' "$bin" "$@" >/dev/null 2>&1
+    local objects lists=()
+    objects=$(sed -n 's/^ob=//p' "$out" | sort -u)
+    while IFS= read -r object; do
+        [ -n "$object" ] && [ -e "$object" ] && lists+=("$object=$(atomic_addresses "$object")")
+    done <<<"$objects"
+    awk -v lists="${lists[*]}" '
+        BEGIN {
+            n = split(lists, pairs, " ")
+            for (i = 1; i <= n; i++) {
+                split(pairs[i], kv, "=")
+                while ((getline addr < kv[2]) > 0) atomic[kv[1], addr] = 1
+            }
+        }
+        /^summary:/ { total = $2 }
+        /^ob=/ { object = substr($0, 4) }
+        /^calls=/ { skip = 1; next }
+        /^0x/ {
+            if (skip) { skip = 0; next }
+            if ((object, $1) in atomic) atomics += $3
+        }
+        END { printf "%d %d\n", total, atomics }
+    ' "$out"
 }
 
 # How many operations a run does: enough to dwarf the noise, few enough for valgrind.
@@ -45,25 +89,29 @@ runs_for() {
     esac
 }
 
-printf '%-20s %14s %14s %8s\n' operation ours peer ours/peer
+printf '%-20s %12s %12s %8s %10s %10s\n' operation ours peer ours/peer 'ours atom' 'peer atom'
 for op in "$@"; do
     n=$(runs_for "$op")
     [ -n "$n" ] || { echo "unknown operation $op" >&2; exit 1; }
+    # "instructions atomics" per operation.
     per_op() {
         local one two
         one=$(count "$1" "$op" "$n")
         two=$(count "$1" "$op" $((2 * n)))
         [ -n "$one" ] && [ -n "$two" ] || { echo "callgrind gave no count for $1 $op" >&2; exit 1; }
-        awk -v a="$one" -v b="$two" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }'
+        awk -v a="$one" -v b="$two" -v n="$n" 'BEGIN {
+            split(a, x, " "); split(b, y, " ")
+            printf "%.1f %.1f", (y[1] - x[1]) / n, (y[2] - x[2]) / n }'
     }
-    ours=$(per_op ours)
-    peer=$(per_op peer)
+    read -r ours ours_atomics <<<"$(per_op ours)"
+    read -r peer peer_atomics <<<"$(per_op peer)"
     ratio=$(awk -v a="$ours" -v b="$peer" 'BEGIN { printf "%.2f", a / b }')
-    printf '%-20s %14s %14s %8s\n' "$op" "$ours" "$peer" "$ratio"
+    printf '%-20s %12s %12s %8s %10s %10s\n' "$op" "$ours" "$peer" "$ratio" "$ours_atomics" \
+        "$peer_atomics"
     case $op in
         wide:* | chain:*)
             k=${op#*:}
-            awk -v a="$ours" -v b="$peer" -v k="$k" -v op="$op" \
-                'BEGIN { printf "%-20s %14.1f %14.1f\n", "  per child", a / k, b / k }' ;;
+            awk -v a="$ours" -v b="$peer" -v c="$ours_atomics" -v d="$peer_atomics" -v k="$k" \
+                'BEGIN { printf "%-20s %12.1f %12.1f %8s %10.2f %10.2f\n", "  per child", a / k, b / k, "", c / k, d / k }' ;;
     esac
 done
