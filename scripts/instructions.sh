@@ -39,7 +39,7 @@ atomic_addresses() {
     local list="$work/atomics.$(printf '%s' "$1" | md5sum | cut -c1-16)"
     if [ ! -e "$list" ]; then
         objdump -d --no-show-raw-insn "$1" |
-            awk '/^ *[0-9a-f]+:\t(lock |xchg +[^,]*\()/ { sub(/:.*/, ""); sub(/^ */, ""); print "0x" $0 }' \
+            awk '/^ *[0-9a-f]+:\t(lock |xchg +.*\()/ { sub(/:.*/, ""); sub(/^ */, ""); print "0x" $0 }' \
             >"$list"
     fi
     printf '%s\n' "$list"
