@@ -1,8 +1,9 @@
 //! Loom models of the cancellation tree, its waiters and `after_func` callbacks.
 //!
-//! Under `--cfg loom`, `ctx-core/src/sync.rs` swaps the node lock, the state and key atomics and
-//! thread parking for loom's, so each `loom::model` below runs its body under every interleaving
-//! of those operations (up to `LOOM_MAX_PREEMPTIONS` preemptions per execution).
+//! Under `--cfg loom`, `ctx-core/src/sync.rs` and `lock.rs` swap the node lock (for loom's
+//! blocking `Mutex`; the lock itself has the `spin_lock_*` models at the end), the state and key
+//! atomics and thread parking for loom's, so each `loom::model` below runs its body under every
+//! interleaving of those operations (up to `LOOM_MAX_PREEMPTIONS` preemptions per execution).
 //!
 //! ```text
 //! bounded (CI):  RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
