@@ -27,8 +27,12 @@
 //! 2. **Each holder sees the previous holder's writes.** The compare-exchange that takes the lock
 //!    is `Acquire`, the store that releases it `Release`.
 //! 3. **`value` is reached only through a guard or `&mut self`.** The guard's `Deref` /
-//!    `DerefMut` are the only `unsafe` code of the crate; `get_mut` is safe (`&mut self`
-//!    excludes every guard).
+//!    `DerefMut` and the lock's and guard's `Sync` impls are the only `unsafe` code of the
+//!    crate (and, under loom, `get_mut`'s reach into loom's cell); `get_mut` needs no lock
+//!    (`&mut self` excludes every guard).
+//! 4. **Thread bounds are `std::sync::Mutex`'s.** The lock is `Sync` for a `Send` value; a guard
+//!    is `Sync` only for a `Sync` value (it lends `&T` to whoever shares it) and `Send` for a
+//!    `Send` one (unlocking is a store, which any thread may make).
 //!
 //! # Model checking
 //! Under `--cfg loom` the flag is loom's atomic and the value lives in loom's `UnsafeCell`, which
@@ -79,6 +83,13 @@ pub struct SpinGuard<'a, T> {
     #[cfg(loom)]
     access: Option<loom::cell::MutPtr<T>>,
 }
+
+// SAFETY: a shared guard lends only `&T` (`Deref`), so sharing the guard between threads shares
+// the value: sound exactly when `T: Sync`, as for `std::sync::MutexGuard`. Without this impl the
+// guard would be `Sync` whenever `T: Send` (through its `&SpinLock<T>`), and two threads could
+// then write a `Cell` through one `&SpinGuard`. Moving a guard to another thread is sound for
+// `T: Send` (no owner thread to unlock on), which the auto impl of `Send` already requires.
+unsafe impl<T: Sync> Sync for SpinGuard<'_, T> {}
 
 impl<T> SpinLock<T> {
     /// A lock holding `value`, unlocked.
@@ -281,6 +292,49 @@ mod tests {
             thread.join().expect("no holder panicked");
         }
         assert_eq!(*lock.lock(), (THREADS * ROUNDS, THREADS * ROUNDS));
+    }
+
+    /// `Deref` lends `&T` through a shared guard, so a guard shared between threads shares the
+    /// value: it may be `Sync` only if `T` is (as `std::sync::MutexGuard`), or a `Cell` behind
+    /// one `&SpinGuard` could be written from two threads at once. The lock itself is `Sync` for
+    /// any `Send` value, and a guard may move to another thread with a `Send` value.
+    #[test]
+    fn a_guard_is_shared_between_threads_only_if_its_value_may_be() {
+        use std::cell::Cell;
+        use std::marker::PhantomData;
+        use std::rc::Rc;
+
+        use super::SpinGuard;
+
+        // An inherent constant applies only where its bounds hold; the trait's fills in elsewhere.
+        struct Probe<T: ?Sized>(PhantomData<T>);
+        trait Fallback {
+            const SYNC: bool = false;
+            const SEND: bool = false;
+        }
+        impl<T: ?Sized> Fallback for Probe<T> {}
+        impl<T: ?Sized + Sync> Probe<T> {
+            const SYNC: bool = true;
+        }
+        struct SendProbe<T: ?Sized>(PhantomData<T>);
+        impl<T: ?Sized> Fallback for SendProbe<T> {}
+        impl<T: ?Sized + Send> SendProbe<T> {
+            const SEND: bool = true;
+        }
+
+        // What each type is, against what it must be: (type, Sync / Send, found, wanted).
+        let bounds = [
+            ("SpinGuard<u8>", "Sync", Probe::<SpinGuard<'static, u8>>::SYNC, true),
+            // Two threads could write the `Cell` through one `&SpinGuard`.
+            ("SpinGuard<Cell<u8>>", "Sync", Probe::<SpinGuard<'static, Cell<u8>>>::SYNC, false),
+            ("SpinLock<Cell<u8>>", "Sync", Probe::<Lock<Cell<u8>>>::SYNC, true),
+            ("SpinLock<Rc<u8>>", "Sync", Probe::<Lock<Rc<u8>>>::SYNC, false),
+            ("SpinGuard<Cell<u8>>", "Send", SendProbe::<SpinGuard<'static, Cell<u8>>>::SEND, true),
+            ("SpinGuard<Rc<u8>>", "Send", SendProbe::<SpinGuard<'static, Rc<u8>>>::SEND, false),
+        ];
+        for (ty, bound, found, wanted) in bounds {
+            assert_eq!(found, wanted, "{ty}: {bound} is {found}, must be {wanted}");
+        }
     }
 
     #[test]

@@ -49,10 +49,12 @@
 //!    where the parent's lock is held while its children are cancelled. Children reached are
 //!    kept alive ("retired") until then, since a last drop may run foreign code; a leaf without
 //!    a layer is the exception, dropped at once: its drop runs none and releases only its
-//!    parent, which the cancel keeps alive. Nothing is freed per node inside the cancel: a
-//!    node's only dependent is taken out in place (the node keeps its emptied buffer), and a
-//!    drained list small enough (`SPARE_CAPACITY`) is handed, empty, to the next node finished,
-//!    which frees it when dropped.
+//!    parent, which the cancel keeps alive (if the cancel held its last reference, that drop
+//!    frees it there and unlinks it from the drained parent, under the parent's lock). No
+//!    dependents list is freed per node inside the cancel: a node's only dependent is taken out
+//!    in place (the node keeps its emptied buffer), and a drained list small enough
+//!    (`SPARE_CAPACITY`) is handed, empty, to the next node finished, which frees it when
+//!    dropped.
 //! 8. **Causes are not copied.** A node finished by its parent (or merge partner) records only
 //!    "same cause as my parent (other)"; that node finished first and never changes its cause, so
 //!    `cause()` follows the links (iteratively) and finds exactly the cause it would have copied.
@@ -832,8 +834,10 @@ impl Marking {
 
     /// A child this cancel finished with nothing below it. Without a layer its last drop runs no
     /// foreign code (no value; no callback, since nothing was behind it) and releases only its
-    /// parent, which this cancel keeps alive (its root, or a retired node): it is dropped at once,
-    /// with no retired entry to push and drop later. Any other is retired.
+    /// parent, which this cancel keeps alive (its root, or a retired node): a child without a
+    /// layer is always reached from its parent, since only a merge (a layer) is a dependent of
+    /// another node. It is dropped at once, with no retired entry to push and drop later. Any
+    /// other is retired.
     #[inline(always)]
     fn retire_leaf(&mut self, child: Arc<Node>) {
         if child.layer.is_some() {
