@@ -15,9 +15,9 @@
 //! A node's critical sections are short and bounded: no foreign code runs under a node lock
 //! (tree invariant 4) but cloning, comparing and replacing a `Waker`, and the longest work done
 //! under one is a dependents page of 1,024 slots allocated and linked. A thread that finds the
-//! lock taken spins a little (a few hundred `spin_loop` hints at most, backing off), then gives
+//! lock taken spins a little (127 `spin_loop` hints in all, in doubling rounds), then gives
 //! its time slice away with `yield_now` so that a holder preempted on a busy machine runs again,
-//! and after many yields sleeps for a few microseconds at a time, so that even a waiter with a
+//! and after 64 yields sleeps 20 µs at a time, so that even a waiter with a
 //! real-time priority above the holder's lets it run. It is not fair (nor is std's mutex).
 //!
 //! # Invariants

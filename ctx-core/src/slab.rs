@@ -161,8 +161,8 @@ impl<T> Slab<T> {
         self.len
     }
 
-    /// Takes every entry out, leaving the slab empty. Page 0's buffer stays allocated (see
-    /// [`capacity`](Slab::capacity)), its slots vacant and linked in order; pages 1 and up are
+    /// Takes every entry out, leaving the slab empty. Page 0's buffer stays allocated, its slots
+    /// vacant and linked in order; pages 1 and up are
     /// freed when the drain ends. Dropping the iterator early drops the entries it did not
     /// yield, so the slab is empty either way.
     pub(crate) fn drain(&mut self) -> Drain<'_, T> {
@@ -199,8 +199,14 @@ impl<T> Slab<T> {
         IntoValues { slots, pages }
     }
 
+    /// Whether the storage is page 0 alone, of at most `slots` slots (O(1)).
+    pub(crate) fn fits_in(&self, slots: usize) -> bool {
+        self.more.is_none() && self.first.slots.len() <= slots
+    }
+
     /// How many entries the storage holds without growing.
-    pub(crate) fn capacity(&self) -> usize {
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
         let more =
             self.more.as_ref().map_or(0, |more| more.pages.iter().map(|p| p.slots.len()).sum());
         self.first.slots.len() + more
@@ -691,7 +697,15 @@ mod tests {
         }
         assert_eq!(slab.drain().count(), 3);
         assert_eq!(slab.capacity(), 4);
+        assert!(slab.fits_in(4) && !slab.fits_in(3));
         assert_eq!(Slab::<u8>::default().capacity(), 0);
+        let mut large = Slab::default();
+        let keys: Vec<_> = (0..super::PAGE + 1).map(|i| large.insert(i)).collect();
+        assert!(!large.fits_in(usize::MAX), "pages past page 0");
+        for key in keys {
+            large.remove(key);
+        }
+        assert!(large.fits_in(super::KEEP_CAPACITY), "emptied, back to a small page 0");
     }
 
     #[derive(Debug, Clone)]

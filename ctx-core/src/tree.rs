@@ -270,8 +270,8 @@ enum Finished {
 
 /// The dependents a finish took out of a node, which its cancel must tell.
 enum Batch {
-    /// The only one: taken out in place, so the node keeps its emptied buffer and nothing
-    /// moves (each level of a chain).
+    /// The only one, of a list of at most `SPARE_CAPACITY` slots: taken out in place, so the
+    /// node keeps its emptied buffer and nothing moves (each level of a chain).
     One(Dependent),
     /// Two or more, with the list that held them (replaced in the node by a spare or nothing).
     Many(Slab<Dependent>),
@@ -497,7 +497,10 @@ impl Node {
         }
         let batch = guard.as_mut().and_then(|inner| match inner.dependents.len() {
             0 => None,
-            1 => inner.dependents.take_single().map(Batch::One),
+            // In place only from a small list, so the work under the lock stays O(1).
+            1 if inner.dependents.fits_in(SPARE_CAPACITY) => {
+                inner.dependents.take_single().map(Batch::One)
+            }
             _ => {
                 let replacement = spare.take().unwrap_or_default();
                 Some(Batch::Many(mem::replace(&mut inner.dependents, replacement)))
@@ -570,7 +573,7 @@ impl Node {
                 // Freeing each small drained list here would cost a tree one `free` per node
                 // inside the cancel; it is handed to the next node finished instead, whose drop
                 // frees it (the peer, too, frees its children's lists on drop, not on cancel).
-                Batch::Many(mut dependents) if dependents.capacity() <= SPARE_CAPACITY => {
+                Batch::Many(mut dependents) if dependents.fits_in(SPARE_CAPACITY) => {
                     for dependent in dependents.drain() {
                         marking.visit_to_stack(owner, dependent);
                     }
