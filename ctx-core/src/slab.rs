@@ -162,9 +162,8 @@ impl<T> Slab<T> {
     }
 
     /// Takes every entry out, leaving the slab empty. Page 0's buffer stays allocated, its slots
-    /// vacant and linked in order; pages 1 and up are
-    /// freed when the drain ends. Dropping the iterator early drops the entries it did not
-    /// yield, so the slab is empty either way.
+    /// vacant and linked in order; pages 1 and up are freed when the drain ends. Dropping the
+    /// iterator early drops the entries it did not yield, so the slab is empty either way.
     pub(crate) fn drain(&mut self) -> Drain<'_, T> {
         self.len = 0;
         self.first.len = 0;
