@@ -447,10 +447,10 @@ impl Node {
     /// Marks this node done if it is live, and takes its dependents out (invariants 1 and 2).
     /// `root` marks the node where a cancel starts (invariant 7). The first call wins; later
     /// ones return `AlreadyDone`.
-    #[inline]
     ///
     /// `spare` (an emptied slab, see `SPARE_CAPACITY`) replaces the dependents taken out of a
     /// node that had any, instead of the empty default: it is freed with that node.
+    #[inline(always)]
     fn finish(
         &self,
         err: Error,
@@ -568,8 +568,20 @@ impl Node {
         loop {
             let (owner, batch) = work;
             let follow = match batch {
-                // A chain goes level by level without the stack.
-                Batch::One(dependent) => marking.visit(owner, dependent),
+                // A chain goes level by level, without the stack and without building a
+                // `Work` per level (moving it costs a chain more time than its instructions say).
+                Batch::One(mut dependent) => {
+                    let mut owner = owner;
+                    loop {
+                        match marking.visit(owner, dependent) {
+                            Some((next_owner, Batch::One(next))) => {
+                                owner = next_owner;
+                                dependent = next;
+                            }
+                            other => break other,
+                        }
+                    }
+                }
                 // Freeing each small drained list here would cost a tree one `free` per node
                 // inside the cancel; it is handed to the next node finished instead, whose drop
                 // frees it (the peer, too, frees its children's lists on drop, not on cancel).
