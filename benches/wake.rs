@@ -5,6 +5,9 @@
 //! Every task polls its wait future once and only then reports ready, so when the clock starts
 //! every waiter is registered; the last task to finish wakes the measuring thread through a
 //! channel, so the measuring thread does not steal a core from the workers while it waits.
+//!
+//! Three threads share the two cores here, so single rounds vary by a third or more; 30 samples
+//! of about 8 s per side keep the median of one run within a few percent of the next run's.
 
 use std::future::Future;
 use std::pin::pin;
@@ -81,7 +84,7 @@ fn bench_wake(c: &mut Criterion) {
         .expect("a tokio runtime");
 
     let mut group = c.benchmark_group("wake_tasks");
-    group.sample_size(10);
+    group.sample_size(30);
     group.throughput(Throughput::Elements(TASKS as u64));
     group.bench_function(BenchmarkId::new("ours_done", TASKS), |b| {
         b.iter_custom(|iters| {
@@ -127,7 +130,7 @@ fn bench_wake(c: &mut Criterion) {
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(8))
 }
 
 criterion_group! {
