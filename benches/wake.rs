@@ -7,7 +7,7 @@
 //! channel, so the measuring thread does not steal a core from the workers while it waits.
 //!
 //! Three threads share the two cores here, so single rounds vary by a third or more; 30 samples
-//! of about 8 s per side keep the median of one run within a few percent of the next run's.
+//! over 8 s per side narrow the spread of one run's median (BENCHMARKS.md gives the runs).
 
 use std::future::Future;
 use std::pin::pin;
