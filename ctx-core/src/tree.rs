@@ -41,20 +41,20 @@
 //!    parent(s) and its timer entry; a parent therefore holds nothing for children that are gone.
 //!    Drop releases a chain of parents iteratively, so a million-deep chain does not recurse.
 //! 7. **Cancel is linear and iterative, and completes before anyone is told.** `cancel` finishes
-//!    the subtree with an explicit stack, visiting each node once, while the root of the cancel
-//!    carries the `PROPAGATING` bit. Only once every linked descendant is done is the bit cleared
-//!    and are waiters woken and callbacks run. A `cancel` that loses the race (another thread's,
-//!    or one made from a waker or callback of the winner) waits for the `PROPAGATING` bits on its
-//!    "finished by" path, so every `cancel` returns after the whole subtree is done, as in Go,
-//!    where the parent's lock is held while its children are cancelled. Children reached are
-//!    kept alive ("retired") until then, since a last drop may run foreign code; a leaf without
-//!    a layer is the exception, dropped at once: its drop runs none and releases only its
-//!    parent, which the cancel keeps alive (if the cancel held its last reference, that drop
-//!    frees it there and unlinks it from the drained parent, under the parent's lock). No
-//!    dependents list is freed per node inside the cancel: a node's only dependent is taken out
-//!    in place (the node keeps its emptied buffer), and a drained list small enough
-//!    (`SPARE_CAPACITY`) is handed, empty, to the next node finished, which frees it when
-//!    dropped.
+//!    the subtree with an explicit stack (a chain is followed in a loop, without it), visiting each
+//!    node once, while the root of the cancel carries the `PROPAGATING` bit. Only once every linked
+//!    descendant is done is the bit cleared and are waiters woken and callbacks run. A `cancel`
+//!    that loses the race (another thread's, or one made from a waker or callback of the winner)
+//!    waits for the `PROPAGATING` bits on its "finished by" path, so every `cancel` returns after
+//!    the whole subtree is done, as in Go, where the parent's lock is held while its children are
+//!    cancelled. Children reached are kept alive ("retired") until then, since a last drop may run
+//!    foreign code; a leaf without a layer is the exception, dropped at once: its drop runs none
+//!    and releases only its parent, which the cancel keeps alive (if the cancel held its last
+//!    reference, that drop frees it there, with its emptied list if it had one, and unlinks it from
+//!    the drained parent, under the parent's lock). No drained list is freed per node inside the
+//!    cancel: a node's only dependent is taken out in place (the node keeps its emptied buffer),
+//!    and a drained list small enough (`SPARE_CAPACITY`) is handed, empty, to the next node
+//!    finished, which frees it when dropped.
 //! 8. **Causes are not copied.** A node finished by its parent (or merge partner) records only
 //!    "same cause as my parent (other)"; that node finished first and never changes its cause, so
 //!    `cause()` follows the links (iteratively) and finds exactly the cause it would have copied.
