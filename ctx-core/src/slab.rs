@@ -75,10 +75,8 @@ struct MorePages<T> {
     pages: Vec<Page<T>>,
     /// Indices into `pages` of the pages that are not full, plus stale ones (see the invariants).
     open: Vec<u32>,
-    /// While the slab is drained: the page being passed, taken out of `pages`...
-    draining: std::vec::IntoIter<Entry<T>>,
-    /// ... and how many pages were taken.
-    drained: usize,
+    /// While the slab is drained: `pages`, taken out and passed by value.
+    draining: IntoValues<T>,
 }
 
 struct Page<T> {
@@ -270,6 +268,13 @@ pub(crate) struct IntoValues<T> {
     pages: std::vec::IntoIter<Page<T>>,
 }
 
+impl<T> IntoValues<T> {
+    /// The entries of `pages`.
+    fn of_pages(pages: Vec<Page<T>>) -> IntoValues<T> {
+        IntoValues { slots: Vec::new().into_iter(), pages: pages.into_iter() }
+    }
+}
+
 impl<T> Iterator for IntoValues<T> {
     type Item = T;
 
@@ -342,8 +347,7 @@ impl<T> Default for MorePages<T> {
         MorePages {
             pages: Vec::new(),
             open: Vec::new(),
-            draining: Vec::new().into_iter(),
-            drained: 0,
+            draining: IntoValues::of_pages(Vec::new()),
         }
     }
 }
@@ -400,19 +404,13 @@ impl<T> MorePages<T> {
         Some(value)
     }
 
-    /// The next entry of a drain past page 0: the pages are taken one by one and passed as owned
-    /// buffers (nothing written back); the drain frees them all when it ends.
+    /// The next entry of a drain past page 0: the pages are taken out and passed by value
+    /// (nothing written back); the drain frees what is left when it ends.
     fn drain_next(&mut self) -> Option<T> {
-        loop {
-            for entry in self.draining.by_ref() {
-                if let Entry::Occupied(value) = entry {
-                    return Some(value);
-                }
-            }
-            let page = self.pages.get_mut(self.drained)?;
-            self.drained += 1;
-            self.draining = mem::take(&mut page.slots).into_vec().into_iter();
+        if !self.pages.is_empty() {
+            self.draining = IntoValues::of_pages(mem::take(&mut self.pages));
         }
+        self.draining.next()
     }
 
     /// Drops trailing empty pages but one, the spare, so that a parent whose count of
