@@ -273,7 +273,8 @@ enum Batch {
     /// The only one, of a list of at most `SPARE_CAPACITY` slots: taken out in place, so the
     /// node keeps its emptied buffer and nothing moves (each level of a chain).
     One(Dependent),
-    /// Two or more, with the list that held them (replaced in the node by a spare or nothing).
+    /// Two or more (or one, of a larger list), with the list that held them, replaced in the node
+    /// by a spare or by nothing.
     Many(Slab<Dependent>),
 }
 
