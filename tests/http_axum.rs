@@ -322,6 +322,19 @@ async fn a_malformed_grpc_timeout_is_answered_without_calling_the_handler() {
         r#"malformed grpc-timeout header "123456789S": more than 8 digits"#
     );
     assert_eq!(text(response).await, "");
+
+    // Two values could disagree: answered as malformed, not one of them picked.
+    let twice = Request::get(server.uri("/quick"))
+        .header("grpc-timeout", "1S")
+        .header("grpc-timeout", "2S")
+        .body(Empty::new())
+        .unwrap();
+    let response = within(client.request(twice)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        text(response).await,
+        r#"malformed grpc-timeout header "1S", "2S": sent 2 times, where a request has one"#
+    );
     assert_eq!(observed.calls.load(Ordering::SeqCst), 0, "the handler was never called");
 }
 

@@ -27,7 +27,8 @@ type Injector = Arc<dyn Fn(&Context, &mut HeaderMap) + Send + Sync>;
 ///   marked done yet: a `grpc-timeout` written is never `0n`.
 /// - If it has a deadline, the request gets a `grpc-timeout` header with the time remaining
 ///   ([`grpc_timeout::format`]: rounded up, in the finest unit that fits 8 digits). An existing
-///   `grpc-timeout` is replaced only when ours is shorter, or when it is malformed.
+///   `grpc-timeout` is replaced only when ours is shorter, or when it is malformed (or there
+///   are several: all of them are replaced by ours).
 /// - The layer's [`inject`](ClientLayer::inject)ors write headers from the context (a request
 ///   id, a tenant, a trace parent).
 /// - The call is raced against the context: when the context is done first, the call is
@@ -201,9 +202,8 @@ where
 
 /// Sets `grpc-timeout` to `remaining`, unless the request already asks for less.
 fn send_timeout(headers: &mut HeaderMap, remaining: std::time::Duration) {
-    let shorter = headers
-        .get(grpc_timeout::HEADER)
-        .and_then(|existing| grpc_timeout::parse(existing).ok())
+    let shorter = grpc_timeout::parse_all(headers.get_all(grpc_timeout::HEADER))
+        .and_then(Result::ok)
         .is_some_and(|existing| existing <= remaining);
     if !shorter {
         headers.insert(grpc_timeout::HEADER, grpc_timeout::format(remaining));
@@ -269,5 +269,11 @@ mod tests {
         assert_eq!(sent(Some("100m"), Duration::from_millis(300)), "100m", "theirs is shorter");
         assert_eq!(sent(Some("1S"), Duration::from_millis(300)), "300000u", "ours is shorter");
         assert_eq!(sent(Some("1 S"), Duration::from_millis(300)), "300000u", "theirs is malformed");
+        let mut twice = HeaderMap::new();
+        twice.append(grpc_timeout::HEADER, HeaderValue::from_static("100m"));
+        twice.append(grpc_timeout::HEADER, HeaderValue::from_static("1S"));
+        send_timeout(&mut twice, Duration::from_millis(300));
+        let values: Vec<_> = twice.get_all(grpc_timeout::HEADER).iter().cloned().collect();
+        assert_eq!(values, ["300000u"], "two of theirs could disagree: one of ours goes out");
     }
 }

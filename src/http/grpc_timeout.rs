@@ -14,7 +14,7 @@ use std::fmt;
 use std::time::Duration;
 
 use http::HeaderValue;
-use http::header::HeaderName;
+use http::header::{GetAll, HeaderName};
 
 /// The header's name, `grpc-timeout`.
 ///
@@ -84,6 +84,19 @@ pub fn parse(value: &HeaderValue) -> Result<Duration, ParseError> {
     Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
 }
 
+/// The `grpc-timeout` of a request's headers: `None` if it has none, else the one value
+/// [`parse`]d. Sent more than once, it is an error naming every value: the values could
+/// disagree, and picking one would be a guess.
+pub(crate) fn parse_all(values: GetAll<'_, HeaderValue>) -> Option<Result<Duration, ParseError>> {
+    let mut iter = values.iter();
+    let first = iter.next()?;
+    if iter.next().is_none() {
+        return Some(parse(first));
+    }
+    let quoted: Vec<String> = values.iter().map(|value| format!("{value:?}")).collect();
+    Some(Err(ParseError { value: quoted.join(", "), reason: Reason::Repeated(quoted.len()) }))
+}
+
 /// Writes `timeout` as a `grpc-timeout` value, in the finest unit in which it fits in 8
 /// digits, rounded up to that unit (never shorter than `timeout`). A timeout longer than
 /// `99999999H` (about 11,400 years) is written as `99999999H`.
@@ -131,13 +144,16 @@ pub fn format(timeout: Duration) -> HeaderValue {
 /// `malformed grpc-timeout header "1x": unknown unit`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
-    /// The value as `HeaderValue`'s `Debug` quotes it (bytes that are not visible ASCII escaped).
+    /// The value as `HeaderValue`'s `Debug` quotes it (bytes that are not visible ASCII escaped);
+    /// every value, comma-separated, for a header sent more than once.
     value: String,
     reason: Reason,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reason {
+    /// The header came this many times (more than once).
+    Repeated(usize),
     Empty,
     NoUnit,
     UnknownUnit,
@@ -149,6 +165,13 @@ enum Reason {
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let reason = match self.reason {
+            Reason::Repeated(times) => {
+                return write!(
+                    f,
+                    "malformed {HEADER} header {}: sent {times} times, where a request has one",
+                    self.value
+                );
+            }
             Reason::Empty => "empty",
             Reason::NoUnit => "no unit",
             Reason::UnknownUnit => "unknown unit",
@@ -198,6 +221,20 @@ mod tests {
         assert_eq!(parsed("+1S"), quoted("+1S", "not a number"));
         assert_eq!(parsed(" 1S"), quoted(" 1S", "not a number"));
         assert_eq!(parsed("1.5S"), quoted("1.5S", "not a number"));
+    }
+
+    #[test]
+    fn a_header_sent_twice_is_an_error_naming_both_values() {
+        let mut headers = http::HeaderMap::new();
+        assert!(parse_all(headers.get_all(HEADER)).is_none());
+        headers.append(HEADER, HeaderValue::from_static("1S"));
+        assert_eq!(parse_all(headers.get_all(HEADER)).unwrap().unwrap(), Duration::from_secs(1));
+        headers.append(HEADER, HeaderValue::from_static("2S"));
+        let error = parse_all(headers.get_all(HEADER)).unwrap().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            r#"malformed grpc-timeout header "1S", "2S": sent 2 times, where a request has one"#
+        );
     }
 
     #[test]

@@ -28,7 +28,8 @@ type Extractor = Arc<dyn Fn(&HeaderMap, &Context) -> Option<Context> + Send + Sy
 ///   the request reached the layer; [`max_timeout`](ServerLayer::max_timeout) caps it and
 ///   [`default_timeout`](ServerLayer::default_timeout) applies when a request brings none. A
 ///   deadline never extends one that `root` already has: the earlier wins.
-/// - A malformed `grpc-timeout` is answered at once, without calling the inner service:
+/// - A malformed `grpc-timeout` (or one sent more than once) is answered at once, without
+///   calling the inner service:
 ///   `400 Bad Request` with a plain-text body naming the header and its value, or, for a gRPC
 ///   request (`content-type: application/grpc`, alone or with `+format` or `;parameters`), a
 ///   gRPC error with `grpc-status: 13` (`INTERNAL`, as grpc-go answers) and the same text in
@@ -229,13 +230,14 @@ where
 
     /// Step 1 of the lifecycle: the request context is made here, or the request is answered.
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let requested = match request.headers().get(grpc_timeout::HEADER).map(grpc_timeout::parse) {
-            Some(Ok(timeout)) => Some(timeout),
-            Some(Err(error)) => {
-                return ResponseFuture::rejected(rejection(request.headers(), error));
-            }
-            None => self.config.default_timeout,
-        };
+        let requested =
+            match grpc_timeout::parse_all(request.headers().get_all(grpc_timeout::HEADER)) {
+                Some(Ok(timeout)) => Some(timeout),
+                Some(Err(error)) => {
+                    return ResponseFuture::rejected(rejection(request.headers(), error));
+                }
+                None => self.config.default_timeout,
+            };
         let timeout = match (requested, self.config.max_timeout) {
             (Some(timeout), Some(max)) => Some(timeout.min(max)),
             (timeout, _) => timeout,
